@@ -1,0 +1,54 @@
+"""Atomic file writes: a killed process never leaves a half-written output.
+
+Every manifest, trial list, score file and exported model file goes through
+``atomic_write``: the content is written to a temporary file in the same
+folder, flushed and fsync-ed, then renamed over the destination, which POSIX
+guarantees to be atomic.
+"""
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success.
+
+    If the body raises, the temporary file is removed and ``path`` is untouched.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_write(os.path.join(d, "a.txt")) as f:
+    ...     _ = f.write("hello")
+    >>> open(os.path.join(d, "a.txt")).read()
+    'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_copy(src: PathLike, dst: PathLike) -> None:
+    """Copy ``src`` to ``dst`` atomically (temporary file + rename)."""
+    with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+        while True:
+            block = fin.read(1 << 20)
+            if not block:
+                break
+            fout.write(block)
