@@ -1,0 +1,296 @@
+"""Long/short embedding relative entropy.
+
+The paper's "long and short speech embedding relative entropy loss" maps the
+short-crop embedding distribution onto the richer long-crop one. No source
+defines it exactly; this module implements the closest published relatives
+(see ``docs/paper-method.md`` 2.3): a temperature KL between the long-crop
+and short-crop speaker posteriors with the long side stop-gradded (Jung et
+al., ASRU 2019; the T^2 convention of Hinton et al., 2015), an optional
+cosine distance between the embeddings (Jung et al.), and, as an ablation,
+a KL between per-speaker Gaussians of short and long embeddings.
+
+Authors
+ * speechbrain_ext contributors
+"""
+
+from collections import namedtuple
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+LongShortKLDetails = namedtuple("LongShortKLDetails", ["loss", "kl", "cosine"])
+LongShortKLDetails.__doc__ = """Terms of ``LongShortKL.details``.
+
+loss : torch.Tensor
+    Scalar total, kl + cosine_weight * cosine.
+kl : torch.Tensor
+    Scalar relative-entropy term (posterior or Gaussian, by mode).
+cosine : torch.Tensor
+    Scalar mean cosine distance 1 - cos(e_S, sg(e_L)); 0 without embeddings.
+"""
+
+MODES = ("posterior", "gaussian")
+
+
+class LongShortKL(torch.nn.Module):
+    """Long/short relative entropy with the long branch as a detached teacher.
+
+    ``sg`` is stop-gradient (``detach``); nothing flows into the long branch.
+
+    ``mode="posterior"`` (default), on margin-free logits z (for example
+    ``SubCenterAAM.logits``, s * max_k cos)::
+
+        p_L  = softmax(sg(z_L) / T)                    z_L, z_S: [B, C]
+        p_S  = softmax(z_S / T)
+        kl   = T^2 / B * sum_b sum_j p_L[b,j] * log(p_L[b,j] / p_S[b,j])
+
+    i.e. ``F.kl_div(log p_S, p_L, reduction="batchmean") * T * T``.
+
+    ``mode="gaussian"``, on embeddings e and speaker labels y: for every
+    speaker y with n_y >= 2 samples in the batch, fit diagonal Gaussians to
+    its short and to its long embeddings (unbiased variance plus
+    ``variance_floor``) and average the KL over those speakers::
+
+        mu_S, var_S, mu_L, var_L                       e_S, e_L: [B, D] -> [D]
+        kl_y = 1/2 * sum_d [ log(var_L / var_S) + (var_S + (mu_S - mu_L)^2) / var_L - 1 ]
+        kl   = mean_y kl_y         (0, still attached to e_S, if no speaker has n_y >= 2)
+
+    The Gaussian KL is summed over the D dimensions (a true KL), so its size
+    grows with D; the batch sampler must put >= 2 utterances of a speaker in
+    a batch for it to act. Embeddings are used as given; pass L2-normalised
+    ones to match cosine scoring. The temperature is not used in this mode.
+
+    Both modes add an optional embedding term (needs ``short_emb`` and
+    ``long_emb``)::
+
+        cosine = mean_b (1 - cos(e_S[b], sg(e_L[b])))  e: [B, D] or [B, 1, D]
+        loss   = kl + cosine_weight * cosine
+
+    The weight lambda(t) of this loss in the total objective is not applied
+    here; the Brain multiplies it (``speechbrain_ext.schedulers.LinearRamp``).
+    ``forward`` returns the scalar loss; ``details`` returns every term, as
+    SpeechBrain's ``VariationalAutoencoderLoss`` does, so the Brain can log
+    them separately.
+
+    Arguments
+    ---------
+    temperature : float
+        Softmax temperature T (posterior mode).
+    cosine_weight : float
+        Weight of the cosine-distance term (0 disables it).
+    mode : str
+        "posterior" or "gaussian".
+    variance_floor : float
+        Added to every per-speaker variance (gaussian mode).
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> short_logits, long_logits = torch.randn(4, 3), torch.randn(4, 3)
+    >>> kl_fn = LongShortKL(temperature=2.0)
+    >>> bool(kl_fn(short_logits, long_logits) > 0)
+    True
+    >>> abs(float(kl_fn(long_logits, long_logits))) < 1e-6
+    True
+    >>> emb = torch.rand(4, 1, 8)
+    >>> details = LongShortKL(cosine_weight=0.5).details(
+    ...     short_logits, long_logits, short_emb=emb, long_emb=emb
+    ... )
+    >>> details._fields
+    ('loss', 'kl', 'cosine')
+    >>> abs(float(details.cosine)) < 1e-6
+    True
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        cosine_weight: float = 0.0,
+        mode: str = "posterior",
+        variance_floor: float = 1e-4,
+    ):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if cosine_weight < 0:
+            raise ValueError(f"cosine_weight must be >= 0, got {cosine_weight}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.temperature = temperature
+        self.cosine_weight = cosine_weight
+        self.mode = mode
+        self.variance_floor = variance_floor
+
+    def forward(
+        self,
+        short_logits: Optional[torch.Tensor],
+        long_logits: Optional[torch.Tensor],
+        short_emb: Optional[torch.Tensor] = None,
+        long_emb: Optional[torch.Tensor] = None,
+        targets: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Computes the total long/short loss.
+
+        Arguments
+        ---------
+        short_logits : torch.Tensor or None
+            Margin-free logits of the short crops, [B, C] (posterior mode).
+        long_logits : torch.Tensor or None
+            Margin-free logits of the long crops, [B, C] (posterior mode).
+        short_emb : torch.Tensor, optional
+            Short-crop embeddings, [B, D] or [B, 1, D].
+        long_emb : torch.Tensor, optional
+            Long-crop embeddings, [B, D] or [B, 1, D].
+        targets : torch.Tensor, optional
+            Speaker indices, [B] or [B, 1] (gaussian mode).
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar, kl + cosine_weight * cosine.
+        """
+        return self.details(short_logits, long_logits, short_emb, long_emb, targets).loss
+
+    def details(
+        self,
+        short_logits: Optional[torch.Tensor],
+        long_logits: Optional[torch.Tensor],
+        short_emb: Optional[torch.Tensor] = None,
+        long_emb: Optional[torch.Tensor] = None,
+        targets: Optional[torch.Tensor] = None,
+    ) -> LongShortKLDetails:
+        """Computes every term of the loss.
+
+        Arguments
+        ---------
+        short_logits : torch.Tensor or None
+            Margin-free logits of the short crops, [B, C] (posterior mode).
+        long_logits : torch.Tensor or None
+            Margin-free logits of the long crops, [B, C] (posterior mode).
+        short_emb : torch.Tensor, optional
+            Short-crop embeddings, [B, D] or [B, 1, D].
+        long_emb : torch.Tensor, optional
+            Long-crop embeddings, [B, D] or [B, 1, D].
+        targets : torch.Tensor, optional
+            Speaker indices, [B] or [B, 1] (gaussian mode).
+
+        Returns
+        -------
+        details : LongShortKLDetails
+            Scalars ``loss``, ``kl`` and ``cosine`` (unweighted).
+        """
+        have_emb = short_emb is not None and long_emb is not None
+        if have_emb:
+            short_emb = short_emb.reshape(short_emb.shape[0], -1)  # [B, D]
+            long_emb = long_emb.reshape(long_emb.shape[0], -1).detach()  # [B, D]
+        elif self.cosine_weight > 0 or self.mode == "gaussian":
+            raise ValueError(
+                "short_emb and long_emb are needed for the cosine term and "
+                "the gaussian mode"
+            )
+
+        if self.mode == "posterior":
+            if short_logits is None or long_logits is None:
+                raise ValueError("posterior mode needs short_logits and long_logits")
+            kl = self._posterior_kl(short_logits, long_logits)
+        else:
+            if targets is None:
+                raise ValueError("gaussian mode needs targets")
+            kl = self._gaussian_kl(short_emb, long_emb, targets.reshape(-1))
+
+        if have_emb:
+            cosine = (1.0 - F.cosine_similarity(short_emb, long_emb, dim=-1)).mean()
+        else:
+            cosine = torch.zeros_like(kl)
+        return LongShortKLDetails(
+            loss=kl + self.cosine_weight * cosine, kl=kl, cosine=cosine
+        )
+
+    def _posterior_kl(
+        self, short_logits: torch.Tensor, long_logits: torch.Tensor
+    ) -> torch.Tensor:
+        """T^2 * KL(softmax(sg(z_L)/T) || softmax(z_S/T)), batch mean.
+
+        Arguments
+        ---------
+        short_logits : torch.Tensor
+            [B, C].
+        long_logits : torch.Tensor
+            [B, C].
+
+        Returns
+        -------
+        kl : torch.Tensor
+            Scalar.
+        """
+        temp = self.temperature
+        log_p_short = F.log_softmax(short_logits / temp, dim=-1)  # [B, C]
+        p_long = F.softmax(long_logits.detach() / temp, dim=-1)  # [B, C]
+        return F.kl_div(log_p_short, p_long, reduction="batchmean") * temp * temp
+
+    def _gaussian_kl(
+        self, short_emb: torch.Tensor, long_emb: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean over speakers of KL(N_S || N_L) between diagonal Gaussians.
+
+        Arguments
+        ---------
+        short_emb : torch.Tensor
+            [B, D].
+        long_emb : torch.Tensor
+            [B, D], already detached.
+        targets : torch.Tensor
+            [B].
+
+        Returns
+        -------
+        kl : torch.Tensor
+            Scalar.
+        """
+        _, inverse, counts = torch.unique(
+            targets, return_inverse=True, return_counts=True
+        )  # inverse: [B], counts: [S]
+        keep = counts >= 2  # [S]
+        if not bool(keep.any()):
+            return (short_emb * 0.0).sum()
+        assign = F.one_hot(inverse, counts.numel()).to(short_emb.dtype).T  # [S, B]
+        counts = counts.to(short_emb.dtype).unsqueeze(1)  # [S, 1]
+        mu_s, var_s = self._moments(short_emb, assign, inverse, counts)  # [S, D]
+        mu_l, var_l = self._moments(long_emb, assign, inverse, counts)  # [S, D]
+        kl = 0.5 * (
+            torch.log(var_l / var_s) + (var_s + (mu_s - mu_l) ** 2) / var_l - 1.0
+        ).sum(dim=-1)  # [S]
+        return kl[keep].mean()
+
+    def _moments(
+        self,
+        emb: torch.Tensor,
+        assign: torch.Tensor,
+        inverse: torch.Tensor,
+        counts: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-speaker mean and floored unbiased variance.
+
+        Arguments
+        ---------
+        emb : torch.Tensor
+            [B, D].
+        assign : torch.Tensor
+            One-hot speaker assignment, [S, B].
+        inverse : torch.Tensor
+            Speaker slot of every sample, [B].
+        counts : torch.Tensor
+            Samples per speaker, [S, 1].
+
+        Returns
+        -------
+        mean : torch.Tensor
+            [S, D].
+        var : torch.Tensor
+            [S, D].
+        """
+        mean = assign @ emb / counts  # [S, D]
+        centred = emb - mean[inverse]  # [B, D]
+        var = assign @ centred**2 / (counts - 1).clamp(min=1)  # [S, D]
+        return mean, var + self.variance_floor
