@@ -1,0 +1,190 @@
+"""Pre-training brain: SpeechBrain's ``SpeakerBrain`` plus feature enhancement and preheating.
+
+What differs from ``recipes/VoxCeleb/SpeakerRec/train_speaker_embeddings.py``:
+
+- feature enhancement: optional speed perturbation (each speed may count as a
+  new speaker, as WeSpeaker does), SpeechBrain's waveform ``Augmenter``, and
+  a SpecAugment-style ``Augmenter`` on the normalised Fbank (``feat_augment``);
+- preheating: LR and AAM-margin schedules evaluated at the fractional epoch
+  ``t`` before every step (stateless, so a resumed run continues exactly),
+  and an optional head-only phase with the backbone frozen;
+- a non-finite loss stops training with a message naming the batch, before
+  any optimiser step, so no checkpoint holds the bad update;
+- the log records loss, speaker-ID error, LR and margin per epoch.
+"""
+import functools
+import logging
+from typing import Optional, Tuple
+
+import speechbrain as sb
+import torch
+from speechbrain.nnet.losses import classification_error
+from speechbrain.utils.metric_stats import MetricStats
+
+from speechbrain_ext.losses import set_margin
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training loss became NaN/inf; the message names the epoch, step and utterances."""
+
+
+class PretrainBrain(sb.Brain):
+    """Speaker-embedding training with feature enhancement and preheating.
+
+    Modules (``modules`` in the yaml): ``compute_features``, ``mean_var_norm``,
+    ``embedding_model``, ``classifier`` (cosine outputs ``[B, 1, N]``).
+    Hparams read: ``compute_cost`` (``SubCenterAAM``), ``lr_schedule``,
+    ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
+    ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``,
+    ``epoch_counter``, ``train_logger``.
+    """
+
+    num_speakers: int = 0  # set by the recipe from the label encoder
+    steps_per_epoch: int = 1
+    lr: float = 0.0
+    margin: float = 0.0
+    backbone_frozen: bool = False
+    no_valid: bool = False
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """SpeechBrain's loader; remembers the number of training batches per epoch."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = max(len(loader), 1)
+        return loader
+
+    @property
+    def progress(self) -> float:
+        """Fractional epoch ``t`` of the current step: 0.0 at the first step of epoch 1.
+
+        Computed from the epoch counter and ``self.step``, both restored from an
+        intra-epoch checkpoint, so the schedules resume exactly.
+        """
+        return (self.hparams.epoch_counter.current - 1) + (self.step - 1) / self.steps_per_epoch
+
+    def on_fit_batch_start(self, batch, should_step: bool) -> None:
+        """Preheating: set LR and margin for this step, freeze the backbone if due."""
+        t = self.progress
+        self.lr = self.hparams.lr_schedule.apply(self.optimizer, t)
+        self.margin = self.hparams.margin_schedule(t)
+        set_margin(self.hparams.compute_cost, self.margin)
+        self.backbone_frozen = t < self.hparams.head_only_epochs
+        # eval() also freezes the backbone's BatchNorm statistics.
+        self.modules.embedding_model.train(not self.backbone_frozen)
+        self.batch_ids = batch.id
+
+    def augment_waveforms(self, wavs: torch.Tensor, lens: torch.Tensor, spk: torch.Tensor
+                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Speed perturbation then waveform augmentation; labels follow the batch.
+
+        Arguments
+        ---------
+        wavs : [B, T]; lens : [B] relative lengths; spk : [B, 1] labels.
+
+        Returns
+        -------
+        wavs ``[B', T']``, lens ``[B']``, spk ``[B', 1]`` (B' > B when the
+        augmenter concatenates parallel copies).
+        """
+        speed = self.hparams.speed_perturb
+        if speed is not None:
+            wavs = speed(wavs)
+            if self.hparams.speed_as_speaker:
+                spk = spk + self.speed_offset(speed.speeds[int(speed.samp_index)]) * self.num_speakers
+        augment = self.hparams.wav_augment
+        if augment is not None:
+            wavs, lens = augment(wavs, lens)
+            spk = augment.replicate_labels(spk)
+        return wavs, lens, spk
+
+    def speed_offset(self, speed: int) -> int:
+        """Label block of a speed: 0 for the original speed, then the others in order."""
+        others = [s for s in self.hparams.speed_perturb.speeds if s != 100]
+        return 0 if speed == 100 else 1 + others.index(speed)
+
+    def embed(self, wavs: torch.Tensor, lens: torch.Tensor, stage: sb.Stage) -> torch.Tensor:
+        """Fbank -> sentence mean norm -> [feature masking] -> ECAPA; returns ``[B, 1, D]``."""
+        feats = self.modules.compute_features(wavs)  # [B, frames, n_mels]
+        feats = self.modules.mean_var_norm(feats, lens)
+        if stage == sb.Stage.TRAIN and self.hparams.feat_augment is not None:
+            feats, lens = self.hparams.feat_augment(feats, lens)
+        with torch.set_grad_enabled(stage == sb.Stage.TRAIN and not self.backbone_frozen):
+            return self.modules.embedding_model(feats, lens)
+
+    def compute_forward(self, batch, stage):
+        """Returns cosines ``[B', 1, N]``, embeddings ``[B', 1, D]`` and labels ``[B', 1]``."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        spk = batch.spk_id_encoded.data
+        if stage == sb.Stage.TRAIN:
+            wavs, lens, spk = self.augment_waveforms(wavs, lens, spk)
+        emb = self.embed(wavs, lens, stage)
+        return self.modules.classifier(emb), emb, spk
+
+    def compute_objectives(self, predictions, batch, stage):
+        """AAM (sub-center) loss; speaker-ID error outside training."""
+        cosines, _, spk = predictions
+        loss = self.hparams.compute_cost(cosines, spk)
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics.append(batch.id, self.class_scores(cosines), spk)
+        return loss
+
+    def class_scores(self, cosines: torch.Tensor) -> torch.Tensor:
+        """Margin-free scores of the real speakers, ``[B, 1, num_speakers]``.
+
+        Sub-centers are max-pooled; speed-perturbed copies of a speaker are
+        folded back onto the speaker.
+        """
+        scores = self.hparams.compute_cost.logits(cosines)  # [B, N]
+        scores = scores.reshape(scores.shape[0], -1, self.num_speakers).amax(dim=1)
+        return scores.unsqueeze(1)
+
+    def check_loss_isfinite(self, loss: torch.Tensor) -> None:
+        """Stop at once on a non-finite loss, naming the batch (before any update)."""
+        if not torch.isfinite(loss):
+            ids = ", ".join(self.batch_ids[:4]) + (", ..." if len(self.batch_ids) > 4 else "")
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at epoch "
+                f"{self.hparams.epoch_counter.current}, step {self.step}, batch [{ids}]; "
+                "stopped before the update, so the last checkpoint is intact")
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics = MetricStats(
+                metric=functools.partial(classification_error, reduction="batch"))
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log loss, error, LR and margin; checkpoint on the validation error."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss, **self.extra_train_stats()}
+            if self.no_valid:
+                self.log_and_save(epoch, None)
+            return
+        stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
+        if stage == sb.Stage.VALID:
+            self.log_and_save(epoch, stats)
+        else:
+            self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
+                                                test_stats=stats)
+
+    def extra_train_stats(self) -> dict:
+        """Further per-epoch training figures for the log (none here)."""
+        return {}
+
+    def log_and_save(self, epoch: int, valid_stats: Optional[dict]) -> None:
+        meta = {"epoch": epoch, "lr": round(self.lr, 8), "margin": round(self.margin, 4)}
+        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats,
+                                            valid_stats=valid_stats)
+        if valid_stats is None:
+            self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, max_keys=["epoch"])
+        else:
+            self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"],
+                                                       "epoch": epoch},
+                                                 min_keys=["ErrorRate"])
+
+    def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
+        """SpeechBrain's ``fit``; checkpoints after training when there is no valid set."""
+        self.no_valid = valid_set is None
+        return super().fit(epoch_counter, train_set, valid_set, **kwargs)
