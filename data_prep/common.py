@@ -1,0 +1,515 @@
+"""Helpers shared by every ``prepare_<corpus>()``: scan, validate, group, write.
+
+Header-only audio scan (``soundfile``; FLAC files are checked by reading their
+last frames, WAV files by comparing the ``data`` chunk size with the file
+size), a skip log with a one-line summary, grouping of training utterances
+(concatenation of short ones, chunking of long ones), test-duration crops,
+trial generation, atomic manifest writes and the ``skip_prep`` check.
+
+No torch or speechbrain import here: preparation stays light and fast.
+"""
+import argparse
+import collections
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import re
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from speechbrain_ext.io_utils import atomic_write
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+AUDIO_SUFFIXES = (".wav", ".flac")
+CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
+OPTS_FILE = "prep_opts.json"
+LOG_FILE = "prep.log"
+
+
+class PrepError(Exception):
+    """A problem with the input data; its message is one line naming the path."""
+
+
+class OptionError(ValueError):
+    """An invalid preparation option (reported by the CLIs as a usage error)."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One validated audio file.
+
+    Arguments
+    ---------
+    id : str
+        Row id, without whitespace (e.g. ``spk1/utt3``).
+    path : str
+        Absolute audio path.
+    frames : int
+        Number of samples (16 kHz, mono).
+    spk_id : str
+        Speaker label.
+    genre : str
+        Genre (CN-Celeb) or ``""``.
+    """
+
+    id: str
+    path: str
+    frames: int
+    spk_id: str
+    genre: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One manifest row: ``wav`` files joined in order, samples ``[start, stop)``.
+
+    Example
+    -------
+    >>> Row("a+1", ("/x/a.wav", "/x/b.wav"), 0, 24000, "spk").as_csv()["wav"]
+    '/x/a.wav;/x/b.wav'
+    >>> Row("a+1", ("/x/a.wav",), 0, 24000, "spk").as_csv()["duration"]
+    '1.500'
+    """
+
+    id: str
+    wav: Tuple[str, ...]
+    start: int
+    stop: int
+    spk_id: str
+    genre: str = ""
+
+    def as_csv(self) -> Dict[str, str]:
+        """Return the row as the manifest's string fields."""
+        return {
+            "ID": self.id,
+            "duration": f"{(self.stop - self.start) / SAMPLE_RATE:.3f}",
+            "wav": ";".join(self.wav),
+            "start": str(self.start),
+            "stop": str(self.stop),
+            "spk_id": self.spk_id,
+            "genre": self.genre,
+        }
+
+
+def utterance_row(utt: Utterance, start: int = 0, stop: Optional[int] = None, row_id: str = "") -> Row:
+    """Return the row of one utterance (whole file unless ``start``/``stop`` given)."""
+    stop = utt.frames if stop is None else stop
+    return Row(row_id or utt.id, (utt.path,), start, stop, utt.spk_id, utt.genre)
+
+
+def sanitize_id(name: str) -> str:
+    """Replace whitespace so that an id fits a space-separated trial line.
+
+    Example
+    -------
+    >>> sanitize_id("spk 1/utt\\t2")
+    'spk_1/utt_2'
+    """
+    return re.sub(r"\s+", "_", name)
+
+
+# ----------------------------------------------------------------- audio scan
+def _wav_is_truncated(path: str, size: int) -> bool:
+    """True if the WAV ``data`` chunk claims more bytes than the file holds."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return False
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                return pos + 8 + chunk_size > size
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return True
+
+
+def probe_audio(path: str) -> Tuple[str, int, str, str]:
+    """Read one file's header and check it without decoding the whole file.
+
+    A FLAC file is also seeked to its last sample, which decodes only the
+    last block and fails if the file was cut short; a WAV file's ``data``
+    chunk size is compared with the file size.
+
+    Returns
+    -------
+    (path, frames, reason, detail): ``reason`` is ``""`` for a usable file,
+    else one of ``empty``, ``unreadable``, ``truncated``, ``zero_duration``,
+    ``stereo``, ``not_16k``; ``detail`` says what was found.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "e.wav"); open(p, "wb").close()
+    >>> probe_audio(p)[2:]
+    ('empty', '0 bytes')
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return path, 0, "empty", "0 bytes"
+        with sf.SoundFile(path) as f:
+            frames, rate, channels = f.frames, f.samplerate, f.channels
+            if frames <= 0:
+                return path, 0, "zero_duration", "0 samples"
+            if channels != 1:
+                return path, 0, "stereo", f"found {channels} channels, the recipe expects mono"
+            if rate != SAMPLE_RATE:
+                return path, 0, "not_16k", f"found {rate} Hz, the recipe expects {SAMPLE_RATE} Hz"
+            if path.lower().endswith(".wav"):
+                truncated = _wav_is_truncated(path, size)
+            else:
+                truncated = not _can_seek(f, frames - 1)
+    except (RuntimeError, OSError, struct.error) as e:
+        return path, 0, "unreadable", str(e).splitlines()[0] if str(e) else type(e).__name__
+    if truncated:
+        return path, 0, "truncated", f"header says {frames} samples, the file ends earlier"
+    return path, frames, "", ""
+
+
+def _can_seek(f: sf.SoundFile, frame: int) -> bool:
+    """True if ``f`` can be positioned at ``frame`` (libsndfile decodes that block)."""
+    try:
+        return f.seek(frame) == frame
+    except RuntimeError:
+        return False
+
+
+class PrepLog:
+    """Collects skipped files and notes; writes ``prep.log`` with a summary.
+
+    Example
+    -------
+    >>> log = PrepLog()
+    >>> log.skip("/a.wav", "unreadable", "bad header")
+    >>> log.skip("/b.wav", "empty", "0 bytes")
+    >>> log.skip("/c.wav", "unreadable", "bad header")
+    >>> log.summary("prep.log")
+    'skipped 3 files: 2 unreadable, 1 empty — see prep.log'
+    """
+
+    def __init__(self) -> None:
+        self.lines: List[str] = []
+        self.skips: collections.Counter = collections.Counter()
+
+    def skip(self, path: str, reason: str, detail: str) -> None:
+        """Record a skipped file."""
+        self.skips[reason] += 1
+        self.lines.append(f"SKIP {reason}: {path} ({detail})")
+        logger.debug("skip %s: %s (%s)", reason, path, detail)
+
+    def note(self, message: str) -> None:
+        """Record a note (logged at INFO and kept for ``prep.log``)."""
+        self.lines.append(f"NOTE {message}")
+        logger.info(message)
+
+    def summary(self, log_path: str) -> str:
+        """One line: how many files were skipped, by reason."""
+        total = sum(self.skips.values())
+        if not total:
+            return f"skipped 0 files — see {log_path}"
+        counts = sorted(self.skips.items(), key=lambda item: (-item[1], item[0]))
+        parts = ", ".join(f"{n} {reason}" for reason, n in counts)
+        return f"skipped {total} file{'s' * (total != 1)}: {parts} — see {log_path}"
+
+    def write(self, save_folder: Path) -> None:
+        """Write ``prep.log`` atomically and log the summary line."""
+        log_path = save_folder / LOG_FILE
+        summary = self.summary(str(log_path))
+        with atomic_write(log_path) as f:
+            f.write("\n".join(self.lines + [summary]) + "\n")
+        (logger.warning if self.skips else logger.info)(summary)
+
+
+def scan_audio(paths: Sequence[str], log: PrepLog, num_workers: int = 2, desc: str = "scan") -> Dict[str, int]:
+    """Probe ``paths`` in a process pool; return ``{path: frames}`` of usable files.
+
+    Bad files are recorded in ``log`` and left out.
+    """
+    frames: Dict[str, int] = {}
+    chunksize = max(1, min(512, len(paths) // (8 * max(1, num_workers))))
+    with tqdm(total=len(paths), desc=desc, unit="file", mininterval=1.0, disable=None) as bar:
+        if num_workers > 1 and len(paths) > 1:
+            with multiprocessing.Pool(num_workers) as pool:
+                results = pool.imap(probe_audio, paths, chunksize=chunksize)
+                _collect(results, frames, log, bar)
+        else:
+            _collect(map(probe_audio, paths), frames, log, bar)
+    return frames
+
+
+def _collect(results: Iterable[Tuple[str, int, str, str]], frames: Dict[str, int], log: PrepLog, bar: tqdm) -> None:
+    for path, n, reason, detail in results:
+        if reason:
+            log.skip(path, reason, detail)
+        else:
+            frames[path] = n
+        bar.update()
+
+
+def list_audio(folder: Path) -> List[Path]:
+    """All ``.wav``/``.flac`` files under ``folder`` (recursive), sorted."""
+    found = []
+    for root, _dirs, files in os.walk(folder):
+        found.extend(Path(root) / name for name in files if name.lower().endswith(AUDIO_SUFFIXES))
+    return sorted(found)
+
+
+# ------------------------------------------------------------ training rows
+def check_durations(min_duration: float, max_duration: float) -> None:
+    """Validate the concatenation/chunking options (``0`` disables either).
+
+    Chunks of a file longer than ``max_duration`` are at least
+    ``max_duration / 2`` long, so ``max_duration >= 2 * min_duration`` keeps
+    every chunk at least ``min_duration`` long.
+    """
+    if min_duration < 0 or max_duration < 0:
+        raise OptionError("min_duration and max_duration must be >= 0")
+    if max_duration and max_duration < 2 * min_duration:
+        raise OptionError(
+            f"max_duration ({max_duration}) must be 0 (no chunking) or >= 2 * min_duration ({min_duration})"
+        )
+
+
+def chunk(utt: Utterance, max_frames: int) -> List[Row]:
+    """Cut an utterance longer than ``max_frames`` into equal consecutive chunks.
+
+    Example
+    -------
+    >>> u = Utterance("s/a", "/a.wav", 25, "s")
+    >>> [(r.id, r.start, r.stop) for r in chunk(u, 10)]
+    [('s/a#0', 0, 8), ('s/a#1', 8, 16), ('s/a#2', 16, 25)]
+    """
+    if not max_frames or utt.frames <= max_frames:
+        return [utterance_row(utt)]
+    num = -(-utt.frames // max_frames)
+    bounds = [utt.frames * k // num for k in range(num + 1)]
+    return [utterance_row(utt, a, b, f"{utt.id}#{k}") for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+
+
+def concatenate(utts: Sequence[Utterance], min_frames: int) -> List[Row]:
+    """Join consecutive utterances (one speaker and genre) until ``min_frames``.
+
+    A remainder still under ``min_frames`` is appended to the last group;
+    when the whole list is shorter it becomes one (short) row. The id is the
+    first utterance's id plus ``+<number of further files>``.
+
+    Example
+    -------
+    >>> us = [Utterance(f"s/{i}", f"/{i}.wav", n, "s") for i, n in enumerate([3, 3, 4, 1])]
+    >>> [(r.id, r.wav, r.stop) for r in concatenate(us, 5)]
+    [('s/0+1', ('/0.wav', '/1.wav'), 6), ('s/2+1', ('/2.wav', '/3.wav'), 5)]
+    """
+    groups: List[List[Utterance]] = [[]]
+    for utt in utts:
+        groups[-1].append(utt)
+        if sum(u.frames for u in groups[-1]) >= min_frames:
+            groups.append([])
+    if not groups[-1]:
+        groups.pop()
+    elif len(groups) > 1:
+        groups[-2].extend(groups.pop())
+    return [_joined_row(group) for group in groups]
+
+
+def _joined_row(group: Sequence[Utterance]) -> Row:
+    first = group[0]
+    if len(group) == 1:
+        return utterance_row(first)
+    total = sum(u.frames for u in group)
+    return Row(f"{first.id}+{len(group) - 1}", tuple(u.path for u in group), 0, total, first.spk_id, first.genre)
+
+
+def training_rows(utts: Sequence[Utterance], min_duration: float, max_duration: float) -> List[Row]:
+    """Rows for training: short files concatenated per speaker and genre, long ones chunked.
+
+    Files under ``min_duration`` seconds are joined (:func:`concatenate`),
+    files over ``max_duration`` are cut (:func:`chunk`), the rest are kept
+    whole. ``0`` disables either step.
+    """
+    min_frames, max_frames = int(min_duration * SAMPLE_RATE), int(max_duration * SAMPLE_RATE)
+    groups: Dict[Tuple[str, str], List[Utterance]] = collections.defaultdict(list)
+    rows: List[Row] = []
+    for utt in sorted(utts, key=lambda u: u.id):
+        if utt.frames < min_frames:
+            groups[(utt.spk_id, utt.genre)].append(utt)
+        else:
+            rows.extend(chunk(utt, max_frames))
+    for key in sorted(groups):
+        rows.extend(concatenate(groups[key], min_frames))
+    return sorted(rows, key=lambda r: r.id)
+
+
+def split_valid(
+    by_speaker: Dict[str, List[Utterance]], valid_ratio: float, rng: np.random.Generator
+) -> Tuple[List[Utterance], List[Utterance]]:
+    """Hold out about ``valid_ratio`` of each speaker's files (at least one, never all).
+
+    Speakers with a single file stay wholly in training.
+    """
+    train: List[Utterance] = []
+    valid: List[Utterance] = []
+    for spk in sorted(by_speaker):
+        utts = sorted(by_speaker[spk], key=lambda u: u.id)
+        num_valid = 0
+        if valid_ratio > 0 and len(utts) > 1:
+            num_valid = min(len(utts) - 1, max(1, round(len(utts) * valid_ratio)))
+        held = set(rng.permutation(len(utts))[:num_valid].tolist())
+        for i, utt in enumerate(utts):
+            (valid if i in held else train).append(utt)
+    return train, valid
+
+
+# ------------------------------------------------------------- test / trials
+Trial = Tuple[str, str, bool]
+
+
+def duration_tag(seconds: float) -> str:
+    """``2.0`` -> ``'2s'``, ``1.5`` -> ``'1.5s'`` (used in ids and file names)."""
+    return f"{seconds:g}s"
+
+
+def crop_rows(
+    utts: Sequence[Utterance], seconds: float, rng: np.random.Generator, log: PrepLog
+) -> List[Row]:
+    """One ``seconds``-long crop per utterance, at a random (seeded) position.
+
+    Crop ids are ``<utt_id>@<d>s``. Utterances shorter than ``seconds`` get
+    no crop; their number is noted in ``log``.
+    """
+    length = int(round(seconds * SAMPLE_RATE))
+    rows, short = [], 0
+    for utt in utts:
+        if utt.frames < length:
+            short += 1
+            continue
+        start = int(rng.integers(0, utt.frames - length + 1))
+        rows.append(utterance_row(utt, start, start + length, f"{utt.id}@{duration_tag(seconds)}"))
+    if short:
+        log.note(f"{short} test utterances shorter than {seconds:g} s are left out of the {duration_tag(seconds)} condition")
+    return rows
+
+
+def make_trials(
+    models: Dict[str, str], tests: Sequence[Tuple[str, str]], nontarget_ratio: float, rng: np.random.Generator
+) -> List[Trial]:
+    """Every target trial plus ``nontarget_ratio`` times as many non-target ones.
+
+    Arguments
+    ---------
+    models : dict
+        ``spk_id -> enroll_id``.
+    tests : list of (test_id, spk_id)
+    nontarget_ratio : float
+        Non-target trials per target trial (1.0: balanced); capped by the
+        number of distinct non-target pairs.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    Sorted ``(enroll_id, test_id, is_target)`` tuples.
+
+    Example
+    -------
+    >>> trials = make_trials({"a": "a-e", "b": "b-e"}, [("a/1", "a"), ("b/1", "b")], 1.0, np.random.default_rng(0))
+    >>> trials
+    [('a-e', 'a/1', True), ('a-e', 'b/1', False), ('b-e', 'a/1', False), ('b-e', 'b/1', True)]
+    """
+    speakers = sorted(models)
+    targets = [(models[spk], test_id, True) for test_id, spk in tests if spk in models]
+    total = len(speakers) * len(tests)
+    wanted = min(round(nontarget_ratio * len(targets)), total - len(targets))
+    picks = rng.choice(total, size=min(total, wanted + len(targets)), replace=False) if wanted > 0 else []
+    nontargets = []
+    for flat in picks:
+        spk = speakers[flat // len(tests)]
+        test_id, test_spk = tests[flat % len(tests)]
+        if spk != test_spk and len(nontargets) < wanted:
+            nontargets.append((models[spk], test_id, False))
+    return sorted(targets + nontargets)
+
+
+# ------------------------------------------------------------------ writing
+def write_csv(path: Path, rows: Iterable[Row], with_genre: bool = False) -> None:
+    """Write a manifest atomically (header even when there are no rows)."""
+    fields = CSV_FIELDS + ["genre"] * with_genre
+    with atomic_write(path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row.as_csv() for row in rows)
+
+
+def write_trials(path: Path, trials: Iterable[Trial]) -> None:
+    """Write ``enroll_id test_id target|nontarget`` lines atomically."""
+    with atomic_write(path) as f:
+        f.writelines(f"{e} {t} {'target' if y else 'nontarget'}\n" for e, t, y in trials)
+
+
+# --------------------------------------------------------- skip_prep check
+def is_prepared(save_folder: Path, outputs: Sequence[str], opts: dict) -> bool:
+    """True if every output exists and ``prep_opts.json`` holds the same options.
+
+    ``prep_opts.json`` is written last (:func:`finish`), so its presence
+    means the previous run completed.
+    """
+    opts_path = save_folder / OPTS_FILE
+    if not opts_path.is_file() or not all((save_folder / name).is_file() for name in outputs):
+        return False
+    try:
+        return json.loads(opts_path.read_text()) == json.loads(json.dumps(opts))
+    except ValueError:
+        return False
+
+
+def invalidate(save_folder: Path) -> None:
+    """Remove ``prep_opts.json`` before writing outputs, so a run killed midway is redone."""
+    save_folder.mkdir(parents=True, exist_ok=True)
+    (save_folder / OPTS_FILE).unlink(missing_ok=True)
+
+
+def finish(save_folder: Path, opts: dict, log: PrepLog) -> None:
+    """Write ``prep.log``, then ``prep_opts.json`` (last: it marks the outputs as complete)."""
+    log.write(save_folder)
+    with atomic_write(save_folder / OPTS_FILE) as f:
+        json.dump(opts, f, indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- CLI
+def parse_durations(text: str) -> Tuple[float, ...]:
+    """Parse ``"1,2,3"`` into positive seconds (argparse ``type``).
+
+    Example
+    -------
+    >>> parse_durations("1,2.5")
+    (1.0, 2.5)
+    """
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seconds such as 1,2,3, got {text!r}")
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"test durations must be > 0 s, got {text!r}")
+    return values
+
+
+def run_cli(parser: argparse.ArgumentParser, prepare: Callable[..., None], argv: Optional[List[str]] = None) -> None:
+    """Parse arguments and run ``prepare``; bad options and bad data end in one line."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        prepare(**vars(args))
+    except OptionError as e:
+        parser.error(str(e))
+    except PrepError as e:
+        sys.exit(f"{parser.prog}: error: {e}")

@@ -1,0 +1,294 @@
+"""Prepare a speaker-folder corpus, ``<root>/<speaker>/<utt>.{wav,flac}``.
+
+Speakers are split (seeded) into training speakers and test speakers, which
+never overlap:
+
+- ``train.csv`` / ``valid.csv``: files of training speakers, a few per
+  speaker held out for speaker-ID validation; short files concatenated
+  within speaker up to ``min_duration``, long ones chunked at ``max_duration``.
+- ``enroll.csv``: one row per test speaker, ``wav`` listing ``enroll_utts``
+  of its files (``;``-joined; the embedding stage averages or concatenates).
+- ``test.csv``: the other files of test speakers, whole (id ``<utt_id>``)
+  and as one seeded crop per test duration (id ``<utt_id>@<d>s``).
+- ``trials.txt`` (whole files) and ``trials_<d>s.txt``: every target trial
+  and ``nontarget_ratio`` times as many non-target ones; the crop lists use
+  the same pairs, less those whose test file is shorter than ``d``.
+
+With no test speakers (``num_test_speakers=0``, a pre-training corpus) the
+enrol/test manifests are written with their header only and the trial lists
+empty, so every run leaves the same set of files.
+
+Speakers with too few files for enrolment plus test (a single file, or at
+most ``enroll_utts``) are used for training only; a single-file speaker also
+gets no validation file. Each such speaker is noted in ``prep.log``.
+
+Usage: ``python data_prep/folder_prepare.py --data_folder ROOT --save_folder OUT``.
+"""
+import argparse
+import inspect
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from data_prep.common import (
+    PrepError,
+    OptionError,
+    PrepLog,
+    Utterance,
+    Row,
+    check_durations,
+    crop_rows,
+    duration_tag,
+    finish,
+    invalidate,
+    is_prepared,
+    list_audio,
+    make_trials,
+    parse_durations,
+    run_cli,
+    sanitize_id,
+    scan_audio,
+    split_valid,
+    training_rows,
+    utterance_row,
+    write_csv,
+    write_trials,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def output_names(test_durations: Sequence[float]) -> List[str]:
+    """Files written by :func:`prepare_folder` (besides ``prep.log`` and ``prep_opts.json``).
+
+    Example
+    -------
+    >>> output_names((1, 2.5))[-2:]
+    ['trials_1s.txt', 'trials_2.5s.txt']
+    """
+    names = ["train.csv", "valid.csv", "enroll.csv", "test.csv", "trials.txt"]
+    return names + [f"trials_{duration_tag(d)}.txt" for d in test_durations]
+
+
+def prepare_folder(
+    data_folder: str,
+    save_folder: str,
+    seed: int = 1234,
+    test_durations: Sequence[float] = (1.0, 2.0, 3.0),
+    num_test_speakers: Optional[int] = None,
+    test_ratio: float = 0.2,
+    valid_ratio: float = 0.1,
+    enroll_utts: int = 3,
+    nontarget_ratio: float = 1.0,
+    min_duration: float = 5.0,
+    max_duration: float = 10.0,
+    num_workers: int = 2,
+    skip_prep: bool = False,
+) -> None:
+    """Write train/valid/enroll/test manifests and trial lists for a speaker-folder corpus.
+
+    Arguments
+    ---------
+    data_folder : str
+        Root holding one folder per speaker with ``.wav``/``.flac`` files (any depth).
+    save_folder : str
+        Output folder.
+    seed : int
+        Seed of every random choice (speaker split, held-out, enrolment, crops, trials).
+    test_durations : sequence of float
+        Crop lengths in seconds of the short test conditions.
+    num_test_speakers : int, optional
+        Number of test speakers; ``None`` uses ``test_ratio``; ``0`` writes
+        no test material (pre-training corpus).
+    test_ratio : float
+        Fraction of speakers used for test when ``num_test_speakers`` is None.
+    valid_ratio : float
+        Fraction of each training speaker's files held out for validation.
+    enroll_utts : int
+        Files per enrolment model.
+    nontarget_ratio : float
+        Non-target trials per target trial (1.0: balanced).
+    min_duration : float
+        Training files shorter than this (s) are concatenated within speaker; 0: off.
+    max_duration : float
+        Training files longer than this (s) are cut into chunks; 0: off.
+    num_workers : int
+        Processes reading audio headers.
+    skip_prep : bool
+        If True, do nothing.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> prepare_folder("tests/samples", tempfile.mkdtemp(), skip_prep=True)
+    """
+    if skip_prep:
+        return
+    opts = _check_options(locals())
+    save = Path(save_folder)
+    if is_prepared(save, output_names(test_durations), opts):
+        logger.info("%s already prepared with these options, skipping", save)
+        return
+    invalidate(save)
+    log = PrepLog()
+    by_speaker = _scan(Path(data_folder), log, num_workers)
+    rng = np.random.default_rng(seed)
+    test_spk = _choose_test_speakers(by_speaker, num_test_speakers, test_ratio, enroll_utts, rng, log)
+    train, valid = split_valid({s: u for s, u in by_speaker.items() if s not in test_spk}, valid_ratio, rng)
+    write_csv(save / "train.csv", training_rows(train, min_duration, max_duration))
+    write_csv(save / "valid.csv", training_rows(valid, min_duration, max_duration))
+    enroll, tests = _enroll_and_test({s: by_speaker[s] for s in test_spk}, enroll_utts, rng)
+    _write_test_material(save, enroll, tests, test_durations, nontarget_ratio, rng, log)
+    log.note(
+        f"{len(by_speaker) - len(test_spk)} training speakers ({len(train)} train, {len(valid)} valid files), "
+        f"{len(test_spk)} test speakers ({len(tests)} test files)"
+    )
+    finish(save, opts, log)
+
+
+def _check_options(args: dict) -> dict:
+    """Validate the options; return them (JSON-ready) for ``prep_opts.json``."""
+    check_durations(args["min_duration"], args["max_duration"])
+    if args["num_test_speakers"] is not None and args["num_test_speakers"] < 0:
+        raise OptionError("num_test_speakers must be >= 0")
+    for name in ("test_ratio", "valid_ratio"):
+        if not 0 <= args[name] < 1:
+            raise OptionError(f"{name} must be in [0, 1), got {args[name]}")
+    if args["enroll_utts"] < 1:
+        raise OptionError("enroll_utts must be >= 1")
+    if args["nontarget_ratio"] < 0:
+        raise OptionError("nontarget_ratio must be >= 0")
+    if any(d <= 0 for d in args["test_durations"]):
+        raise OptionError("test_durations must be > 0 s")
+    opts = {k: v for k, v in args.items() if k not in ("skip_prep", "num_workers", "save_folder")}
+    opts["data_folder"] = str(Path(args["data_folder"]).resolve())
+    opts["test_durations"] = [float(d) for d in args["test_durations"]]
+    return {"prepare": "folder", **opts}
+
+
+def _scan(root: Path, log: PrepLog, num_workers: int) -> Dict[str, List[Utterance]]:
+    """Scan ``root/<speaker>/...``; return valid utterances by speaker."""
+    if not root.is_dir():
+        raise PrepError(f"data folder not found: {root}")
+    files = [p for p in list_audio(root) if len(p.relative_to(root).parts) > 1]
+    if not files:
+        raise PrepError(f"no .wav/.flac files in speaker folders under {root}")
+    frames = scan_audio([str(p.resolve()) for p in files], log, num_workers, desc=f"scan {root.name}")
+    by_speaker: Dict[str, List[Utterance]] = {}
+    for p in files:
+        path = str(p.resolve())
+        if path in frames:
+            rel = p.relative_to(root)
+            spk = sanitize_id(rel.parts[0])
+            utt_id = sanitize_id(rel.with_suffix("").as_posix())
+            by_speaker.setdefault(spk, []).append(Utterance(utt_id, path, frames[path], spk))
+    if not by_speaker:
+        raise PrepError(f"no usable audio under {root} — see the skip summary")
+    return by_speaker
+
+
+def _choose_test_speakers(
+    by_speaker: Dict[str, List[Utterance]],
+    num_test_speakers: Optional[int],
+    test_ratio: float,
+    enroll_utts: int,
+    rng: np.random.Generator,
+    log: PrepLog,
+) -> List[str]:
+    """Pick test speakers among those with more than ``enroll_utts`` files."""
+    eligible = []
+    for spk in sorted(by_speaker):
+        count = len(by_speaker[spk])
+        if count == 1:
+            log.note(f"speaker {spk} has a single file: it cannot be split, so it is used for training only")
+        elif count <= enroll_utts:
+            log.note(f"speaker {spk} has {count} files (<= enroll_utts={enroll_utts}): used for training only")
+        else:
+            eligible.append(spk)
+    wanted = round(test_ratio * len(by_speaker)) if num_test_speakers is None else num_test_speakers
+    if wanted > len(eligible):
+        raise PrepError(
+            f"{wanted} test speakers requested but only {len(eligible)} speakers under the data folder "
+            f"have more than enroll_utts={enroll_utts} files"
+        )
+    if wanted >= len(by_speaker) and wanted:
+        raise PrepError(f"{wanted} test speakers requested: no speaker would be left for training")
+    return sorted(eligible[i] for i in rng.permutation(len(eligible))[:wanted])
+
+
+def _enroll_and_test(
+    test_speakers: Dict[str, List[Utterance]], enroll_utts: int, rng: np.random.Generator
+) -> Tuple[List[Row], List[Utterance]]:
+    """Pick ``enroll_utts`` files per test speaker for enrolment; the rest are tests."""
+    enroll, tests = [], []
+    for spk in sorted(test_speakers):
+        utts = sorted(test_speakers[spk], key=lambda u: u.id)
+        chosen = set(rng.permutation(len(utts))[:enroll_utts].tolist())
+        picked = [u for i, u in enumerate(utts) if i in chosen]
+        tests.extend(u for i, u in enumerate(utts) if i not in chosen)
+        total = sum(u.frames for u in picked)
+        enroll.append(Row(f"{spk}-enroll", tuple(u.path for u in picked), 0, total, spk))
+    return enroll, tests
+
+
+def _write_test_material(
+    save: Path,
+    enroll: List[Row],
+    tests: List[Utterance],
+    test_durations: Sequence[float],
+    nontarget_ratio: float,
+    rng: np.random.Generator,
+    log: PrepLog,
+) -> None:
+    """Write ``enroll.csv``, ``test.csv`` (full + crops), ``trials.txt`` and ``trials_<d>s.txt``."""
+    models = {row.spk_id: row.id for row in enroll}
+    trials = make_trials(models, [(u.id, u.spk_id) for u in tests], nontarget_ratio, rng)
+    test_rows = [utterance_row(u) for u in tests]
+    crop_lists = []
+    for seconds in test_durations:
+        crops = crop_rows(tests, seconds, rng, log)
+        kept = {row.id for row in crops}
+        tag = duration_tag(seconds)
+        crop_lists.append((tag, [(e, f"{t}@{tag}", y) for e, t, y in trials if f"{t}@{tag}" in kept]))
+        test_rows.extend(crops)
+    write_csv(save / "enroll.csv", enroll)
+    write_csv(save / "test.csv", test_rows)
+    write_trials(save / "trials.txt", trials)
+    for tag, crop_trials in crop_lists:
+        write_trials(save / f"trials_{tag}.txt", crop_trials)
+
+
+def build_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
+    """The CLI of :func:`prepare_folder`, with the given defaults (shared with SHAL)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_folder", required=True, help="root with one folder per speaker")
+    p.add_argument("--save_folder", required=True, help="output folder for manifests and trials")
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--test_durations", type=parse_durations, default=defaults["test_durations"],
+                   help="comma-separated test crop lengths, seconds")
+    p.add_argument("--num_test_speakers", type=int, default=defaults["num_test_speakers"],
+                   help="test speakers (0: none, pre-training corpus); default: test_ratio of speakers")
+    p.add_argument("--test_ratio", type=float, default=defaults["test_ratio"])
+    p.add_argument("--valid_ratio", type=float, default=defaults["valid_ratio"],
+                   help="fraction of each training speaker's files held out")
+    p.add_argument("--enroll_utts", type=int, default=defaults["enroll_utts"], help="files per enrolment")
+    p.add_argument("--nontarget_ratio", type=float, default=defaults["nontarget_ratio"],
+                   help="non-target trials per target trial")
+    p.add_argument("--min_duration", type=float, default=defaults["min_duration"],
+                   help="concatenate shorter training files, seconds (0: off)")
+    p.add_argument("--max_duration", type=float, default=defaults["max_duration"],
+                   help="chunk longer training files, seconds (0: off)")
+    p.add_argument("--num_workers", type=int, default=defaults["num_workers"])
+    return p
+
+
+def folder_defaults() -> dict:
+    """Defaults of :func:`prepare_folder` as a dict (for CLIs and wrappers)."""
+    params = inspect.signature(prepare_folder).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+if __name__ == "__main__":
+    run_cli(build_parser(__doc__.splitlines()[0], folder_defaults()), prepare_folder)
