@@ -7,7 +7,7 @@ Expected layout::
     CN-Celeb_flac/eval/enroll/<spk>-enroll.flac
     CN-Celeb_flac/eval/test/<spk>-<genre>-<session>-<utt>.flac
     CN-Celeb_flac/eval/lists/enroll.lst       id00800-enroll enroll/id00800-enroll.wav
-    CN-Celeb_flac/eval/lists/enroll.map       id00800-enroll id00800/<utt>.wav ...
+    CN-Celeb_flac/eval/lists/enroll.map       id00800-enroll id00800/<utt>.wav ...  (under data/)
     CN-Celeb_flac/eval/lists/trials.lst       id00800-enroll test/id00800-singing-01-005.wav 1
     CN-Celeb2_flac/data/<spk>/...flac, CN-Celeb2_flac/spk.lst
 
@@ -171,12 +171,13 @@ def _read_list(path: Path) -> List[Tuple[int, List[str]]]:
         return [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
 
 
-def _resolve(base: Path, listed: str, list_file: Path, lineno: int) -> str:
-    """The file a list names: as written, else with ``.flac`` (lists say ``.wav``)."""
-    path = base / listed
-    for candidate in (path, path.with_suffix(".flac")):
-        if candidate.is_file():
-            return str(candidate)
+def _resolve(bases: Sequence[Path], listed: str, list_file: Path, lineno: int) -> str:
+    """The file a list names, under the first base that has it: as written, else with ``.flac``."""
+    for base in bases:
+        for candidate in (base / listed, (base / listed).with_suffix(".flac")):
+            if candidate.is_file():
+                return str(candidate)
+    path = bases[0] / listed
     raise PrepError(f"{list_file}:{lineno}: file not found: {path} (nor {path.with_suffix('.flac').name})")
 
 
@@ -235,7 +236,7 @@ def _read_trials(root: Path) -> TrialList:
                 raise PrepError(f"{path}:{lineno}: expected 'enroll_id test/<file>.wav 0|1', got {line.strip()!r}")
             if fields[1] not in test_index:
                 test_index[fields[1]] = len(tests)
-                tests.append(_resolve(root / "eval", fields[1], path, lineno))
+                tests.append(_resolve([root / "eval"], fields[1], path, lineno))
             enroll.append(enroll_index.setdefault(fields[0], len(enroll_index)))
             test.append(test_index[fields[1]])
             target.append(fields[2] == "1")
@@ -248,12 +249,12 @@ def _read_enrollment(root: Path, enroll_mode: str, needed: set) -> Dict[str, Tup
     """``enroll_id -> files``: the official concatenated file, or the ``enroll.map`` utterances."""
     lists = root / "eval" / "lists"
     path = lists / ("enroll.lst" if enroll_mode == "concat" else "enroll.map")
-    base = root / "eval" if enroll_mode == "concat" else root / "data"
+    bases = [root / "eval"] if enroll_mode == "concat" else [root / "data", root]
     models: Dict[str, Tuple[str, ...]] = {}
     for lineno, fields in _read_list(path):
         if len(fields) < 2:
             raise PrepError(f"{path}:{lineno}: expected 'enroll_id <file> ...', got {' '.join(fields)!r}")
-        files = tuple(_resolve(base, f, path, lineno) for f in fields[1:])
+        files = tuple(_resolve(bases, f, path, lineno) for f in fields[1:])
         models[fields[0]] = models.get(fields[0], ()) + files
     missing = sorted(needed - set(models))
     if missing:

@@ -397,7 +397,8 @@ def crop_rows(
         start = int(rng.integers(0, utt.frames - length + 1))
         rows.append(utterance_row(utt, start, start + length, f"{utt.id}@{duration_tag(seconds)}"))
     if short:
-        log.note(f"{short} test utterances shorter than {seconds:g} s are left out of the {duration_tag(seconds)} condition")
+        tag = duration_tag(seconds)
+        log.note(f"{short} test utterances shorter than {seconds:g} s are left out of the {tag} condition")
     return rows
 
 

@@ -131,9 +131,9 @@ def prepare_folder(
     if is_prepared(save, output_names(test_durations), opts):
         logger.info("%s already prepared with these options, skipping", save)
         return
-    invalidate(save)
     log = PrepLog()
     by_speaker = _scan(Path(data_folder), log, num_workers)
+    invalidate(save)
     rng = np.random.default_rng(seed)
     test_spk = _choose_test_speakers(by_speaker, num_test_speakers, test_ratio, enroll_utts, rng, log)
     train, valid = split_valid({s: u for s, u in by_speaker.items() if s not in test_spk}, valid_ratio, rng)
@@ -172,17 +172,24 @@ def _scan(root: Path, log: PrepLog, num_workers: int) -> Dict[str, List[Utteranc
     """Scan ``root/<speaker>/...``; return valid utterances by speaker."""
     if not root.is_dir():
         raise PrepError(f"data folder not found: {root}")
-    files = [p for p in list_audio(root) if len(p.relative_to(root).parts) > 1]
+    found = list_audio(root)
+    files = [p for p in found if len(p.relative_to(root).parts) > 1]
     if not files:
         raise PrepError(f"no .wav/.flac files in speaker folders under {root}")
+    if len(files) < len(found):
+        log.note(f"{len(found) - len(files)} audio files directly under {root} ignored: not in a speaker folder")
     frames = scan_audio([str(p.resolve()) for p in files], log, num_workers, desc=f"scan {root.name}")
     by_speaker: Dict[str, List[Utterance]] = {}
+    seen: Dict[str, str] = {}
     for p in files:
         path = str(p.resolve())
         if path in frames:
             rel = p.relative_to(root)
             spk = sanitize_id(rel.parts[0])
             utt_id = sanitize_id(rel.with_suffix("").as_posix())
+            if utt_id in seen:
+                raise PrepError(f"two files give the utterance id {utt_id}: {seen[utt_id]} and {path}")
+            seen[utt_id] = path
             by_speaker.setdefault(spk, []).append(Utterance(utt_id, path, frames[path], spk))
     if not by_speaker:
         raise PrepError(f"no usable audio under {root} — see the skip summary")

@@ -49,7 +49,8 @@ def release(tmp_path_factory, write_audio):
     (cn1 / "eval" / "test" / f"{BAD_TEST}.flac").write_bytes(b"")
     lists = cn1 / "eval" / "lists"
     write_lines(lists / "enroll.lst", [f"{s}-enroll enroll/{s}-enroll.wav" for s in EVAL_SPEAKERS])
-    write_lines(lists / "enroll.map", [f"{s}-enroll {s}/singing-01-001.wav {s}/speech-01-001.wav" for s in EVAL_SPEAKERS])
+    write_lines(lists / "enroll.map",
+                [f"{s}-enroll {s}/singing-01-001.wav {s}/speech-01-001.wav" for s in EVAL_SPEAKERS])
     write_lines(lists / "trials.lst", [f"{s}-enroll test/{t}.wav {int(t.startswith(s))}"
                                        for s in EVAL_SPEAKERS for t in TEST_FILES + [BAD_TEST]])
     for name, seconds in TRAIN_FILES.items():
@@ -91,7 +92,8 @@ def test_concatenation_and_chunk_rows(prepared):
     cat = rows[f"{spk}/singing-01-001+2"]
     assert [Path(f).stem for f in cat["wav"].split(";")] == ["singing-01-001", "singing-01-002", "singing-02-001"]
     assert (cat["start"], cat["stop"], cat["duration"]) == ("0", str(6 * SR), "6.000")
-    chunks = sorted((int(r["start"]), int(r["stop"])) for i, r in rows.items() if i.startswith(f"{spk}/interview-01-002#"))
+    chunks = sorted((int(r["start"]), int(r["stop"]))
+                    for i, r in rows.items() if i.startswith(f"{spk}/interview-01-002#"))
     assert chunks == [(0, 6 * SR), (6 * SR, 12 * SR)]
     assert all(sf.info(r["wav"]).frames == 12 * SR for i, r in rows.items() if "#" in i)
 
@@ -121,6 +123,13 @@ def test_avg_enrolment_lists_enroll_map_utterances(release, tmp_path):
     train = read_csv(tmp_path / "train.csv")
     assert not any(";" in r["wav"] or "#" in r["ID"] for r in train)
     assert {r["spk_id"] for r in train} == set(DEV_SPEAKERS)
+
+
+def test_avg_enrolment_naming_a_missing_file(release, tmp_path):
+    root = copy_release(release, tmp_path)
+    (root / "data" / "id00801" / "speech-01-001.flac").unlink()
+    with pytest.raises(PrepError, match=f"enroll.map:2: file not found: {root}/data/id00801/speech-01-001.wav"):
+        prepare_cnceleb(str(root), str(tmp_path / "out"), enroll_mode="avg")
 
 
 def test_cnceleb2_only(release, tmp_path):

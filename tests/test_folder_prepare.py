@@ -140,6 +140,8 @@ def test_concatenate_groups_in_order():
     rows = common.concatenate(utts, 5)
     assert [(r.wav, r.stop) for r in rows] == [(("/0.wav", "/1.wav", "/2.wav"), 6), (("/3.wav", "/4.wav"), 5)]
     assert [r.stop for r in common.concatenate(utts[:2], 5)] == [4]
+    leftover = [common.Utterance(f"s/{i}", f"/{i}.wav", n, "s") for i, n in enumerate([3, 3, 4])]
+    assert [(r.id, r.stop) for r in common.concatenate(leftover, 5)] == [("s/0+2", 10)]
 
 
 def test_test_duration_crops(prepared):
@@ -196,10 +198,11 @@ def test_probe_audio_reasons(tmp_path, write_audio):
     assert probe_audio(str(good)) == (str(good), 4000, "", "")
 
 
-def test_single_file_and_small_speakers_train_only(prepared):
+def test_single_file_and_small_speakers_train_only(prepared, corpus):
     log = (prepared / "prep.log").read_text()
     assert "speaker loner has a single file: it cannot be split, so it is used for training only" in log
     assert "speaker pair has 2 files (<= enroll_utts=3): used for training only" in log
+    assert f"1 audio files directly under {corpus} ignored: not in a speaker folder" in log
     assert [r["ID"] for r in read_csv(prepared / "train.csv") if r["spk_id"] == "loner"] == ["loner/only"]
     assert not [r for r in read_csv(prepared / "valid.csv") if r["spk_id"] == "loner"]
     assert len([r for r in read_csv(prepared / "valid.csv") if r["spk_id"] == "pair"]) == 1
@@ -276,6 +279,12 @@ def test_bad_inputs_raise_one_clear_error(corpus, tmp_path):
     (tmp_path / "silent" / "spk" / "notes.txt").write_text("x")
     with pytest.raises(PrepError, match="no .wav/.flac files in speaker folders under .*silent"):
         prepare_folder(str(tmp_path / "silent"), str(tmp_path / "out"))
+    (tmp_path / "twins" / "spk").mkdir(parents=True)
+    for suffix in (".wav", ".flac"):
+        sf.write(tmp_path / "twins" / "spk" / f"a{suffix}", [0.1] * 1600, SR)
+    with pytest.raises(PrepError, match="two files give the utterance id spk/a: .*a.flac and .*a.wav"):
+        prepare_folder(str(tmp_path / "twins"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
     with pytest.raises(PrepError, match="9 test speakers requested but only 8"):
         prepare_folder(str(corpus), str(tmp_path / "out"), num_test_speakers=9)
     with pytest.raises(ValueError, match="max_duration"):
