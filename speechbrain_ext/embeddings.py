@@ -1,0 +1,367 @@
+"""Speaker embeddings of manifest rows: length-bucketed batches, enrolment, disk cache.
+
+Padding a clip changes its ECAPA embedding even when relative lengths are
+passed (SpeechBrain issues #1374/#945): Fbank frames at the padded edge and
+the per-batch feature length differ. Here utterances are sorted by length and
+only **equal-length** utterances share a batch (an odd length is a batch of
+one), so no signal is ever padded and a batched embedding equals the
+one-at-a-time embedding up to float rounding.
+
+Pipeline per batch, as ``EncoderClassifier.encode_batch``::
+
+    wavs [B, T] -> compute_features -> [B, F, M] -> mean_var_norm(., ones[B])
+                -> embedding_model(., ones[B]) -> [B, 1, D] -> [B, D]
+
+Enrolment rows whose ``wav`` lists several files (``a.wav;b.wav``) are, by
+default, embedded file by file (each file cut to the row's ``[start, stop)``
+window of the joined signal) and the embeddings averaged (``mode="average"``);
+``mode="concat"`` embeds the joined signal instead.
+
+Embeddings are cached with ``torch.save`` (atomic) under a key hashing the
+rows (id, wav, start, stop), the enrolment mode and the model weights, so
+re-scoring with the same manifest and model reads them back instead of
+re-extracting.
+"""
+import csv
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from speechbrain_ext.audio import AudioError, read_row
+from speechbrain_ext.io_utils import atomic_write
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+MODES = ("average", "concat")
+
+
+class EmbeddingError(ValueError):
+    """A manifest or embedding problem; the message is one line naming the row or file."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One manifest row: ``wav`` (one path or a ``;`` list), samples ``[start, stop)``."""
+
+    id: str
+    wav: str
+    start: int
+    stop: int
+    spk_id: str = ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A signal to embed: samples ``[start, stop)`` of ``wav``, contributing to row ``row``."""
+
+    row: int
+    wav: str
+    start: int
+    stop: int
+
+    @property
+    def length(self) -> int:
+        """Number of samples."""
+        return self.stop - self.start
+
+
+def read_manifest(path: PathLike) -> List[ManifestRow]:
+    """Read a manifest CSV (``ID,duration,wav,start,stop,spk_id``).
+
+    Raises
+    ------
+    EmbeddingError
+        One line naming the file (and line) for a missing file or column,
+        a bad ``start``/``stop`` or a repeated ``ID``.
+    """
+    if not os.path.isfile(path):
+        raise EmbeddingError(f"{path}: no such manifest")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"ID", "wav", "start", "stop"} - set(reader.fieldnames or [])
+        if missing:
+            raise EmbeddingError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        rows, seen = [], set()
+        for line_no, rec in enumerate(reader, start=2):
+            try:
+                start, stop = int(rec["start"]), int(rec["stop"])
+            except (TypeError, ValueError):
+                raise EmbeddingError(f"{path}:{line_no}: start/stop must be integers") from None
+            if not 0 <= start < stop:
+                raise EmbeddingError(f"{path}:{line_no}: need 0 <= start < stop, got {start}, {stop}")
+            if rec["ID"] in seen:
+                raise EmbeddingError(f"{path}:{line_no}: ID {rec['ID']!r} repeated")
+            seen.add(rec["ID"])
+            rows.append(ManifestRow(rec["ID"], rec["wav"], start, stop, rec.get("spk_id") or ""))
+    return rows
+
+
+def row_segments(index: int, row: ManifestRow, mode: str = "average") -> List[Segment]:
+    """Signals embedded for one row: the row itself, or one per listed file.
+
+    With ``mode="average"`` and a ``;`` list, the row's window ``[start, stop)``
+    of the joined signal is split at file boundaries (file lengths read from
+    the headers); files outside the window give no segment.
+    """
+    paths = row.wav.split(";")
+    if mode == "concat" or len(paths) == 1:
+        return [Segment(index, row.wav, row.start, row.stop)]
+    segments, offset = [], 0
+    for path in paths:
+        try:
+            frames = sf.info(path).frames
+        except (sf.LibsndfileError, RuntimeError, OSError) as err:
+            raise AudioError(f"{path}: cannot read audio ({err})") from err
+        start, stop = max(row.start, offset), min(row.stop, offset + frames)
+        if start < stop:
+            segments.append(Segment(index, path, start - offset, stop - offset))
+        offset += frames
+    return segments
+
+
+def length_buckets(segments: Sequence[Segment], batch_size: int) -> List[List[int]]:
+    """Batches of segment indices: equal lengths only, longest first, at most ``batch_size``.
+
+    Example
+    -------
+    >>> segs = [Segment(i, "x", 0, n) for i, n in enumerate([5, 7, 5, 5, 7, 3])]
+    >>> length_buckets(segs, batch_size=2)
+    [[1, 4], [0, 2], [3], [5]]
+    """
+    order = sorted(range(len(segments)), key=lambda i: (-segments[i].length, i))
+    batches = []
+    for _, group in groupby(order, key=lambda i: segments[i].length):
+        group = list(group)
+        batches.extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    return batches
+
+
+class EmbeddingExtractor:
+    """Embeds waveforms with SpeechBrain's three inference modules, in eval mode, without gradients.
+
+    Arguments
+    ---------
+    compute_features : torch.nn.Module
+        Waveforms ``[B, T]`` -> features ``[B, F, M]`` (e.g. ``Fbank``).
+    mean_var_norm : torch.nn.Module
+        ``(feats, lens [B]) -> feats`` (e.g. sentence ``InputNormalization``).
+    embedding_model : torch.nn.Module
+        ``(feats, lens [B]) -> [B, 1, D]`` (e.g. ``ECAPA_TDNN``).
+    batch_size : int
+        Most equal-length signals per forward pass.
+    device : str
+        Torch device of the modules.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    >>> ext = EmbeddingExtractor(Fbank(n_mels=24), InputNormalization(norm_type="sentence", std_norm=False),
+    ...                          ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=12))
+    >>> ext.embed_signals([torch.rand(8000), torch.rand(4000), torch.rand(8000)]).shape
+    torch.Size([3, 12])
+    """
+
+    def __init__(
+        self,
+        compute_features: torch.nn.Module,
+        mean_var_norm: torch.nn.Module,
+        embedding_model: torch.nn.Module,
+        batch_size: int = 16,
+        device: str = "cpu",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.modules = torch.nn.ModuleDict(
+            {"compute_features": compute_features, "mean_var_norm": mean_var_norm,
+             "embedding_model": embedding_model}
+        ).to(device).eval()
+        self.batch_size = batch_size
+        self.device = device
+        self._fingerprint: Optional[str] = None
+
+    @torch.no_grad()
+    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
+        """Embed equal-length waveforms ``[B, T]``; returns ``[B, D]`` on the CPU."""
+        wavs = wavs.to(self.device, torch.float32)
+        lens = torch.ones(wavs.shape[0], device=self.device)
+        feats = self.modules["compute_features"](wavs)  # [B, F, M]
+        feats = self.modules["mean_var_norm"](feats, lens)
+        return self.modules["embedding_model"](feats, lens).squeeze(1).cpu()  # [B, D]
+
+    def embed_signals(self, signals: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Embed 1-D waveforms of any lengths, batching equal lengths only.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[N, D]``, row ``i`` the embedding of ``signals[i]``.
+        """
+        segments = [Segment(i, "", 0, len(s)) for i, s in enumerate(signals)]
+        return self._embed(segments, lambda seg: signals[seg.row], desc=None)
+
+    def embed_segments(self, segments: Sequence[Segment], desc: Optional[str] = "embed") -> torch.Tensor:
+        """Read and embed manifest segments; returns ``[N, D]`` in the order given."""
+        return self._embed(segments, _read_segment, desc)
+
+    def _embed(self, segments: Sequence[Segment], load, desc: Optional[str]) -> torch.Tensor:
+        """Run :meth:`forward` over length buckets; ``load(segment)`` gives a ``[T]`` signal."""
+        if not segments:
+            raise EmbeddingError("nothing to embed")
+        out: List[Optional[torch.Tensor]] = [None] * len(segments)
+        batches = length_buckets(segments, self.batch_size)
+        total = sum(s.length for s in segments) / 16000
+        with tqdm(total=round(total, 1), desc=desc, unit="s audio", disable=desc is None) as bar:
+            for batch in batches:
+                wavs = torch.stack([torch.as_tensor(load(segments[i])) for i in batch])  # [B, T]
+                emb = self.forward(wavs)
+                for i, e in zip(batch, emb):
+                    out[i] = e
+                bar.update(round(wavs.numel() / 16000, 1))
+        return torch.stack(out)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the modules' classes and weights (part of the cache key)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name, module in self.modules.items():
+                digest.update(f"{name}:{type(module).__qualname__}".encode())
+                for key, value in module.state_dict().items():
+                    digest.update(key.encode())
+                    if isinstance(value, torch.Tensor):
+                        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+
+def _read_segment(segment: Segment) -> torch.Tensor:
+    """Samples of one segment ``[T]``, checking that the file has them all."""
+    signal = torch.from_numpy(read_row(segment.wav, segment.start, segment.stop))
+    if len(signal) != segment.length:
+        raise AudioError(f"{segment.wav}: has {len(signal)} samples in [{segment.start}, {segment.stop}), "
+                         f"expected {segment.length} (manifest stop past the end of the file?)")
+    return signal
+
+
+def rows_digest(rows: Iterable[ManifestRow], mode: str, extractor: EmbeddingExtractor) -> str:
+    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode and the model fingerprint."""
+    digest = hashlib.sha256(f"{mode}\n{extractor.fingerprint()}\n".encode())
+    for row in rows:
+        digest.update(f"{row.id},{row.wav},{row.start},{row.stop}\n".encode())
+    return digest.hexdigest()
+
+
+def embed_rows(
+    rows: Sequence[ManifestRow],
+    extractor: EmbeddingExtractor,
+    mode: str = "average",
+    cache_dir: Optional[PathLike] = None,
+    name: str = "embeddings",
+) -> Tuple[List[str], torch.Tensor]:
+    """Embedding of each row (averaged over its files in ``average`` mode), cached.
+
+    Arguments
+    ---------
+    rows : sequence of ManifestRow
+        Rows to embed.
+    extractor : EmbeddingExtractor
+        The model.
+    mode : str
+        ``"average"``: embed each file of a ``;`` list and average;
+        ``"concat"``: embed the joined signal.
+    cache_dir : path, optional
+        Folder of the cache files ``<name>-<key>.pt``; ``None``: no cache.
+    name : str
+        Prefix of the cache file and progress bar label.
+
+    Returns
+    -------
+    ids : list of str
+        Row ids, in row order.
+    embeddings : torch.Tensor
+        ``[N, D]`` float32.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not rows:
+        raise EmbeddingError(f"{name}: no rows to embed")
+    ids = [row.id for row in rows]
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{name}-{rows_digest(rows, mode, extractor)[:20]}.pt"
+        if cache.is_file():
+            logger.info("%s: embeddings read from cache %s", name, cache)
+            return ids, torch.load(cache)["embeddings"]
+    segments = [seg for i, row in enumerate(rows) for seg in row_segments(i, row, mode)]
+    seg_emb = extractor.embed_segments(segments, desc=name)  # [S, D]
+    owner = torch.tensor([seg.row for seg in segments])
+    counts = torch.bincount(owner, minlength=len(rows)).unsqueeze(1)  # [N, 1]
+    embeddings = torch.zeros(len(rows), seg_emb.shape[1]).index_add_(0, owner, seg_emb) / counts
+    _check_finite(ids, embeddings)
+    if cache is not None:
+        with atomic_write(cache, "wb") as f:
+            torch.save({"ids": ids, "mode": mode, "embeddings": embeddings}, f)
+    return ids, embeddings
+
+
+def _check_finite(ids: Sequence[str], embeddings: torch.Tensor) -> None:
+    """Refuse NaN/inf embeddings, naming the first bad row."""
+    bad = ~torch.isfinite(embeddings).all(dim=1)
+    if bad.any():
+        first = ids[int(bad.nonzero()[0])]
+        raise EmbeddingError(f"embedding of {first!r} has NaN/inf values ({int(bad.sum())} such rows)")
+
+
+def embed_manifest(
+    manifest: PathLike,
+    extractor: EmbeddingExtractor,
+    mode: str = "average",
+    cache_dir: Optional[PathLike] = None,
+) -> Tuple[List[str], torch.Tensor]:
+    """:func:`embed_rows` over every row of a manifest CSV (cache name: the file's stem)."""
+    return embed_rows(read_manifest(manifest), extractor, mode, cache_dir, name=Path(manifest).stem)
+
+
+def speaker_means(
+    manifest: PathLike,
+    extractor: EmbeddingExtractor,
+    max_speakers: int = 1000,
+    utts_per_speaker: int = 5,
+    cache_dir: Optional[PathLike] = None,
+) -> Tuple[List[str], torch.Tensor, torch.Tensor]:
+    """Mean embedding per speaker of a training manifest (the AS-norm cohort).
+
+    The first ``max_speakers`` speakers (sorted) and, for each, its first
+    ``utts_per_speaker`` rows (sorted by id) are used, so the cohort is
+    deterministic and capped.
+
+    Returns
+    -------
+    speakers : list of str
+        Speaker ids, shape ``[C]``.
+    means : torch.Tensor
+        Speaker means ``[C, D]``.
+    global_mean : torch.Tensor
+        Mean of all the utterance embeddings used ``[D]`` (for mean subtraction).
+    """
+    by_speaker: Dict[str, List[ManifestRow]] = {}
+    for row in sorted(read_manifest(manifest), key=lambda r: r.id):
+        by_speaker.setdefault(row.spk_id, []).append(row)
+    speakers = sorted(by_speaker)[:max_speakers]
+    rows = [row for spk in speakers for row in by_speaker[spk][:utts_per_speaker]]
+    _, emb = embed_rows(rows, extractor, "concat", cache_dir, name=f"{Path(manifest).stem}-cohort")
+    position = {spk: i for i, spk in enumerate(speakers)}
+    owner = torch.tensor([position[row.spk_id] for row in rows])
+    counts = torch.bincount(owner, minlength=len(speakers)).unsqueeze(1)
+    means = torch.zeros(len(speakers), emb.shape[1]).index_add_(0, owner, emb) / counts
+    return speakers, means, emb.mean(dim=0)
