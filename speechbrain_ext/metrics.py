@@ -1,0 +1,314 @@
+"""Verification metrics computed by sorting: EER, normalised minDCF, DET curve.
+
+Every function sorts the ``N`` trial scores once (``O(N log N)`` time, ``O(N)``
+memory), so CN-Celeb's 3.5 M trials take seconds; SpeechBrain's
+``metric_stats.minDCF`` builds a ``[2N, N]`` matrix instead and runs out of
+memory there (SpeechBrain issue #1387).
+
+Threshold convention
+--------------------
+A trial is **accepted when ``score >= threshold``**. For a threshold ``t``::
+
+    FRR(t) = #{targets with score <  t} / #targets       (miss rate, FNR)
+    FAR(t) = #{non-targets with score >= t} / #non-targets (false alarms, FPR)
+
+The operating points are the thresholds ``t`` = each distinct score (ascending;
+the smallest accepts every trial) plus ``t = +inf``, which rejects every trial.
+A threshold returned here can be used as is with ``score >= threshold``, e.g.
+in :func:`error_rates`.
+
+Labels: 1 = target (same speaker), 0 = non-target. Scores and labels are 1-D
+numpy arrays, sequences or torch tensors of equal length; bad input raises a
+``ValueError`` with one line saying what is wrong.
+"""
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+
+
+def _as_numpy(x: ArrayLike, name: str) -> np.ndarray:
+    """Return ``x`` as a 1-D numpy array (tensors are detached and moved to CPU)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
+    return x
+
+
+def _check_trials(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate trial scores and labels.
+
+    Returns
+    -------
+    scores : np.ndarray
+        Float64 scores, shape ``[N]``.
+    labels : np.ndarray
+        Boolean target mask, shape ``[N]``.
+    """
+    scores = _as_numpy(scores, "scores")
+    labels = _as_numpy(labels, "labels")
+    if len(scores) != len(labels):
+        raise ValueError(f"scores and labels differ in length: {len(scores)} vs {len(labels)}")
+    if len(scores) == 0:
+        raise ValueError("no trials: scores and labels are empty")
+    if not (np.issubdtype(scores.dtype, np.number) and not np.iscomplexobj(scores)):
+        raise ValueError(f"scores must be real numbers, got dtype {scores.dtype}")
+    scores = scores.astype(np.float64)
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ValueError(
+            f"scores contain {int(bad.sum())} NaN/inf values (first at index {int(np.argmax(bad))})"
+        )
+    if labels.dtype != bool:
+        if not np.issubdtype(labels.dtype, np.number):
+            raise ValueError(f"labels must be 0/1, got dtype {labels.dtype}")
+        bad = (labels != 0) & (labels != 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"labels must be 0 (non-target) or 1 (target), got {labels[i]!r} at index {i}")
+        labels = labels == 1
+    n_target = int(labels.sum())
+    if n_target == 0 or n_target == len(labels):
+        which = "target (1)" if n_target else "non-target (0)"
+        raise ValueError(f"trials need both classes, but there is no {which} trial")
+    return scores, labels
+
+
+def _operating_points(scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAR and FRR at each distinct score and at +inf, by one sort.
+
+    Arguments
+    ---------
+    scores : np.ndarray
+        Validated scores, shape ``[N]``.
+    labels : np.ndarray
+        Boolean target mask, shape ``[N]``.
+
+    Returns
+    -------
+    thresholds : np.ndarray
+        Distinct scores ascending, then ``inf``; shape ``[U + 1]``.
+    far : np.ndarray
+        Non-increasing false-accept rates, shape ``[U + 1]`` (``far[0] = 1``).
+    frr : np.ndarray
+        Non-decreasing false-reject rates, shape ``[U + 1]`` (``frr[-1] = 1``).
+    """
+    order = np.argsort(scores)  # order within tied scores is irrelevant
+    sorted_scores = scores[order]
+    sorted_labels = labels[order]
+    # first[i]: index in sorted order where the i-th distinct score starts;
+    # thresholding at it rejects exactly the first[i] lowest-scored trials.
+    first = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    first = np.r_[first, len(scores)]
+    targets_below = np.r_[0, np.cumsum(sorted_labels)][first]
+    nontargets_below = first - targets_below
+    n_target = targets_below[-1]
+    n_nontarget = nontargets_below[-1]
+    thresholds = np.r_[sorted_scores[first[:-1]], np.inf]
+    frr = targets_below / n_target
+    far = (n_nontarget - nontargets_below) / n_nontarget
+    return thresholds, far, frr
+
+
+def det_curve(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive and false-negative rates at every operating point.
+
+    Arguments
+    ---------
+    scores : array-like
+        Trial scores, shape ``[N]``.
+    labels : array-like
+        1 = target, 0 = non-target, shape ``[N]``.
+
+    Returns
+    -------
+    fpr : np.ndarray
+        FAR at each threshold, shape ``[U + 1]``, from 1 down to 0.
+    fnr : np.ndarray
+        FRR at each threshold, shape ``[U + 1]``, from 0 (or more) up to 1.
+    thresholds : np.ndarray
+        The ``U`` distinct scores ascending, then ``inf`` (reject all).
+
+    Example
+    -------
+    >>> fpr, fnr, thr = det_curve([0.1, 0.5, 0.5, 0.9], [0, 0, 1, 1])
+    >>> fpr.tolist(), fnr.tolist(), thr.tolist()
+    ([1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 1.0], [0.1, 0.5, 0.9, inf])
+    """
+    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
+    return far, frr, thresholds
+
+
+def eer(scores: ArrayLike, labels: ArrayLike) -> Tuple[float, float]:
+    """Equal error rate, linearly interpolated where FRR and FAR cross.
+
+    With operating points ``k`` as in the module docstring, ``d = FRR - FAR``
+    rises from ``-1`` (accept all) to ``+1`` (reject all). Let ``k`` be the
+    first point with ``d[k] >= 0``; then::
+
+        a   = d[k-1] / (d[k-1] - d[k])             in (0, 1]
+        EER = FRR[k-1] + a * (FRR[k] - FRR[k-1])   (= FAR on that segment)
+        thr = (1 - a) * t[k-1] + a * t[k]
+
+    If ``t[k]`` is the reject-all point (``inf``), ``thr = t[k-1]``.
+
+    Arguments
+    ---------
+    scores : array-like
+        Trial scores, shape ``[N]``.
+    labels : array-like
+        1 = target, 0 = non-target, shape ``[N]``.
+
+    Returns
+    -------
+    eer : float
+        Equal error rate as a fraction in ``[0, 1]``.
+    threshold : float
+        Score threshold (accept ``score >= threshold``) at the crossing.
+
+    Example
+    -------
+    Targets 0.3, 0.8; non-targets 0.1, 0.6. At t = 0.3: FRR 0, FAR 1/2;
+    at t = 0.6: FRR 1/2, FAR 1/2, so d goes -1/2 -> 0, a = 1, EER = 1/2.
+
+    >>> eer([0.3, 0.8, 0.1, 0.6], [1, 1, 0, 0])
+    (0.5, 0.6)
+    """
+    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
+    diff = frr - far
+    k = int(np.argmax(diff >= 0))  # exists and is >= 1: diff[0] < 0 <= diff[-1]
+    a = diff[k - 1] / (diff[k - 1] - diff[k])
+    rate = frr[k - 1] + a * (frr[k] - frr[k - 1])
+    if np.isinf(thresholds[k]):
+        threshold = thresholds[k - 1]
+    else:
+        threshold = (1 - a) * thresholds[k - 1] + a * thresholds[k]
+    return float(rate), float(threshold)
+
+
+def min_dcf(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    p_target: float = 0.01,
+    c_miss: float = 1,
+    c_fa: float = 1,
+) -> Tuple[float, float]:
+    """Normalised minimum detection cost over all operating points.
+
+    ::
+
+        C_det(t) = c_miss * FRR(t) * p_target + c_fa * FAR(t) * (1 - p_target)
+        minDCF   = min_t C_det(t) / min(c_miss * p_target, c_fa * (1 - p_target))
+
+    The normaliser is the cost of the better trivial system (accept all or
+    reject all), so a useless system scores 1. SpeechBrain's
+    ``metric_stats.minDCF`` returns the unnormalised ``min_t C_det(t)``.
+
+    Arguments
+    ---------
+    scores : array-like
+        Trial scores, shape ``[N]``.
+    labels : array-like
+        1 = target, 0 = non-target, shape ``[N]``.
+    p_target : float
+        Prior probability of a target trial, in ``(0, 1)``.
+    c_miss : float
+        Cost of a false reject, > 0.
+    c_fa : float
+        Cost of a false accept, > 0.
+
+    Returns
+    -------
+    min_dcf : float
+        Normalised minimum detection cost (0 = perfect, <= 1 always).
+    threshold : float
+        Threshold reaching it (accept ``score >= threshold``); ``inf`` when
+        rejecting every trial is best.
+
+    Example
+    -------
+    Targets 0.3, 0.8; non-targets 0.1, 0.6; p_target = 0.25 so the normaliser
+    is 0.25. t = 0.1: C = 0.75*1 = 0.75; t = 0.3: 0.75*0.5 = 0.375;
+    t = 0.6: 0.25*0.5 + 0.75*0.5 = 0.5; t = 0.8: 0.25*0.5 = 0.125;
+    t = inf: 0.25. Minimum 0.125 / 0.25 = 0.5 at t = 0.8.
+
+    >>> min_dcf([0.3, 0.8, 0.1, 0.6], [1, 1, 0, 0], p_target=0.25)
+    (0.5, 0.8)
+    """
+    if not 0 < p_target < 1:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if not (c_miss > 0 and c_fa > 0):
+        raise ValueError(f"c_miss and c_fa must be > 0, got {c_miss} and {c_fa}")
+    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
+    cost = c_miss * p_target * frr + c_fa * (1 - p_target) * far
+    k = int(np.argmin(cost))
+    normaliser = min(c_miss * p_target, c_fa * (1 - p_target))
+    return float(cost[k] / normaliser), float(thresholds[k])
+
+
+def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float = 0.01) -> float:
+    """Lowest threshold whose false-accept rate is at most ``far``.
+
+    Being the lowest such threshold, it gives the smallest FRR among those
+    meeting the FAR target. Choose it on development trials, then report
+    :func:`error_rates` at it on test trials.
+
+    Arguments
+    ---------
+    scores : array-like
+        Trial scores, shape ``[N]``.
+    labels : array-like
+        1 = target, 0 = non-target, shape ``[N]``.
+    far : float
+        Target false-accept rate in ``[0, 1]``.
+
+    Returns
+    -------
+    threshold : float
+        Accept ``score >= threshold``; ``inf`` only if ``far`` is 0 and a
+        non-target has the highest score.
+
+    Example
+    -------
+    >>> threshold_at_far([0.1, 0.2, 0.3, 0.9, 0.4], [0, 0, 0, 1, 1], far=0.34)
+    0.3
+    """
+    if not 0 <= far <= 1:
+        raise ValueError(f"far must be in [0, 1], got {far}")
+    thresholds, fars, _ = _operating_points(*_check_trials(scores, labels))
+    return float(thresholds[int(np.argmax(fars <= far))])
+
+
+def error_rates(scores: ArrayLike, labels: ArrayLike, threshold: float) -> Tuple[float, float]:
+    """False-accept and false-reject rates at a fixed threshold.
+
+    Arguments
+    ---------
+    scores : array-like
+        Trial scores, shape ``[N]``.
+    labels : array-like
+        1 = target, 0 = non-target, shape ``[N]``.
+    threshold : float
+        Accept ``score >= threshold``.
+
+    Returns
+    -------
+    far : float
+        Fraction of non-targets accepted.
+    frr : float
+        Fraction of targets rejected.
+
+    Example
+    -------
+    >>> error_rates([0.1, 0.5, 0.5, 0.9], [0, 0, 1, 1], threshold=0.5)
+    (0.5, 0.0)
+    """
+    if np.isnan(threshold):
+        raise ValueError("threshold is NaN")
+    scores, labels = _check_trials(scores, labels)
+    accepted = scores >= threshold
+    return float(accepted[~labels].mean()), float((~accepted[labels]).mean())

@@ -1,0 +1,358 @@
+"""Trial lists, cosine scoring and score normalisation (S-norm, AS-norm).
+
+Scoring follows the paper's evaluation conventions (method brief, section 4):
+
+- **Cosine scoring**: ``s = <e/|e|, t/|t|>`` for enrolment embedding ``e`` and
+  test embedding ``t``, optionally after subtracting a mean embedding ``m``
+  (the training-set mean, WeSpeaker's ``mean_vec.npy``) from both:
+  ``e <- e - m``, ``t <- t - m``.
+- **AS-norm** (adaptive symmetric normalisation) with a cohort of ``C``
+  training-speaker mean embeddings::
+
+      s' = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]
+
+  where ``mu_e``, ``sigma_e`` are the mean and (population) standard deviation
+  of the ``top_n`` highest cosine scores of the enrolment embedding against the
+  cohort, and ``mu_t``, ``sigma_t`` the same for the test embedding.
+- **S-norm**: the same formula over the whole cohort (``top_n = C``).
+
+Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair
+``(ids, matrix [N, D])``. Work is done in float64 torch tensors, in batches of
+trials or embeddings, so millions of trials fit in memory.
+
+Trial files have one trial a line, ``enroll_id test_id target|nontarget``
+(``1``/``0`` are accepted for the label); see ``data_prep``.
+"""
+import os
+from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from speechbrain_ext.io_utils import atomic_write
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
+Embeddings = Union[Mapping[str, ArrayLike], Tuple[Sequence[str], ArrayLike]]
+Trial = Tuple[str, str, int]
+
+_LABELS = {"target": 1, "1": 1, "nontarget": 0, "0": 0}
+
+
+def read_trials(
+    path: Union[str, os.PathLike],
+    enroll_ids: Optional[Collection[str]] = None,
+    test_ids: Optional[Collection[str]] = None,
+) -> List[Trial]:
+    """Read and validate a trial list.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Text file, one trial a line: ``enroll_id test_id label`` with label
+        ``target``/``nontarget`` or ``1``/``0``. Blank lines are skipped.
+    enroll_ids : collection of str, optional
+        If given, every enrolment id must be in it (e.g. the ``ID`` column of
+        ``enroll.csv``).
+    test_ids : collection of str, optional
+        If given, every test id must be in it.
+
+    Returns
+    -------
+    trials : list of (str, str, int)
+        ``(enroll_id, test_id, label)``, label 1 = target, 0 = non-target.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and line for a malformed line or an unknown
+        id, or naming the file if it has no trials.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> _ = open(path, "w").write("spk1 utt7 target\\nspk1 utt8 0\\n")
+    >>> read_trials(path, enroll_ids={"spk1"})
+    [('spk1', 'utt7', 1), ('spk1', 'utt8', 0)]
+    """
+    enroll_ids = None if enroll_ids is None else set(enroll_ids)
+    test_ids = None if test_ids is None else set(test_ids)
+    trials = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or fields[2] not in _LABELS:
+                raise ValueError(
+                    f"{path}:{line_no}: expected 'enroll_id test_id target|nontarget|1|0', "
+                    f"got {line.strip()!r}"
+                )
+            enroll_id, test_id, label = fields
+            if enroll_ids is not None and enroll_id not in enroll_ids:
+                raise ValueError(f"{path}:{line_no}: enrolment id {enroll_id!r} is not in the enrolment set")
+            if test_ids is not None and test_id not in test_ids:
+                raise ValueError(f"{path}:{line_no}: test id {test_id!r} is not in the test set")
+            trials.append((enroll_id, test_id, _LABELS[label]))
+    if not trials:
+        raise ValueError(f"{path}: the trial list is empty")
+    return trials
+
+
+def write_scores(path: Union[str, os.PathLike], trials: Sequence[Trial], scores: ArrayLike) -> None:
+    """Write ``enroll_id test_id score target|nontarget`` lines atomically.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Output file (``scores.txt``); written through ``atomic_write``.
+    trials : sequence of (str, str, int)
+        As returned by :func:`read_trials`.
+    scores : array-like
+        One score per trial, shape ``[T]``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
+    >>> write_scores(path, [("spk1", "utt7", 1)], [0.25])
+    >>> open(path).read()
+    'spk1 utt7 0.250000 target\\n'
+    """
+    scores = _to_tensor(scores, "scores")
+    if scores.dim() != 1 or len(scores) != len(trials):
+        raise ValueError(f"need one score per trial: {len(trials)} trials, scores of shape {tuple(scores.shape)}")
+    with atomic_write(path) as f:
+        for (enroll_id, test_id, label), score in zip(trials, scores.tolist()):
+            f.write(f"{enroll_id} {test_id} {score:.6f} {'target' if label else 'nontarget'}\n")
+
+
+def cosine_scores(
+    trials: Sequence[Trial],
+    enroll: Embeddings,
+    test: Embeddings,
+    mean: Optional[ArrayLike] = None,
+    batch_size: int = 16384,
+) -> np.ndarray:
+    """Cosine score of every trial.
+
+    ::
+
+        s[i] = <(e - m)/|e - m|, (t - m)/|t - m|>    e, t, m: [D]
+
+    Arguments
+    ---------
+    trials : sequence of (str, str, ...)
+        ``(enroll_id, test_id, ...)`` tuples; further fields are ignored.
+    enroll : mapping or (ids, matrix)
+        Enrolment embeddings, ``id -> [D]`` or ``(ids [E], [E, D])``.
+    test : mapping or (ids, matrix)
+        Test embeddings, ``id -> [D]`` or ``(ids [N], [N, D])``.
+    mean : array-like, optional
+        Mean embedding ``m`` [D] subtracted before normalising.
+    batch_size : int
+        Trials scored at once (memory ``~ 2 * batch_size * D`` floats).
+
+    Returns
+    -------
+    scores : np.ndarray
+        Float64 scores in ``[-1, 1]``, shape ``[T]``.
+
+    Example
+    -------
+    >>> enroll = {"a": [1.0, 0.0]}
+    >>> test = (["x", "y"], torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
+    >>> cosine_scores([("a", "x", 1), ("a", "y", 0)], enroll, test).round(4).tolist()
+    [1.0, 0.7071]
+    """
+    enroll_matrix, test_matrix, enroll_rows, test_rows = _trial_embeddings(trials, enroll, test, mean)
+    scores = torch.empty(len(trials), dtype=torch.float64)
+    for start in range(0, len(trials), batch_size):
+        stop = start + batch_size
+        e = enroll_matrix[enroll_rows[start:stop]]  # [B, D]
+        t = test_matrix[test_rows[start:stop]]  # [B, D]
+        scores[start:stop] = (e * t).sum(dim=1)
+    return scores.numpy()
+
+
+def as_norm(
+    scores: ArrayLike,
+    trials: Sequence[Trial],
+    enroll: Embeddings,
+    test: Embeddings,
+    cohort: ArrayLike,
+    top_n: int = 100,
+    mean: Optional[ArrayLike] = None,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Adaptive symmetric score normalisation with a top-N cohort.
+
+    ::
+
+        c_e = cos(e, cohort) [C];  mu_e, sigma_e = mean, std of top_n of c_e
+        c_t = cos(t, cohort) [C];  mu_t, sigma_t = mean, std of top_n of c_t
+        s'  = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]
+
+    ``std`` is the population standard deviation (divides by ``top_n``).
+    Cohort scores use the same mean subtraction as the trial scores.
+
+    Arguments
+    ---------
+    scores : array-like
+        Raw trial scores from :func:`cosine_scores`, shape ``[T]``.
+    trials : sequence of (str, str, ...)
+        The trials the scores belong to.
+    enroll : mapping or (ids, matrix)
+        Enrolment embeddings, as in :func:`cosine_scores`.
+    test : mapping or (ids, matrix)
+        Test embeddings, as in :func:`cosine_scores`.
+    cohort : array-like
+        Cohort embeddings (training-speaker means), shape ``[C, D]``, C >= 2.
+    top_n : int
+        Cohort scores kept per side, >= 2; values above ``C`` use the whole
+        cohort (S-norm).
+    mean : array-like, optional
+        Mean embedding [D] subtracted before cosine scoring.
+    batch_size : int
+        Embeddings scored against the cohort at once (memory
+        ``~ batch_size * C`` floats).
+
+    Returns
+    -------
+    scores : np.ndarray
+        Normalised float64 scores, shape ``[T]``.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> enroll = {"a": torch.randn(8)}
+    >>> test = {"x": torch.randn(8), "y": torch.randn(8)}
+    >>> trials = [("a", "x", 1), ("a", "y", 0)]
+    >>> raw = cosine_scores(trials, enroll, test)
+    >>> as_norm(raw, trials, enroll, test, torch.randn(50, 8), top_n=10).shape
+    (2,)
+    """
+    scores = _to_tensor(scores, "scores")
+    if scores.dim() != 1 or len(scores) != len(trials):
+        raise ValueError(f"need one score per trial: {len(trials)} trials, scores of shape {tuple(scores.shape)}")
+    cohort = _to_tensor(cohort, "cohort")
+    if cohort.dim() != 2 or len(cohort) < 2:
+        raise ValueError(f"cohort must be a [C, D] matrix with C >= 2, got shape {tuple(cohort.shape)}")
+    if top_n < 2:
+        raise ValueError(f"top_n must be >= 2, got {top_n}")
+    enroll_matrix, test_matrix, enroll_rows, test_rows = _trial_embeddings(trials, enroll, test, mean)
+    if cohort.shape[1] != enroll_matrix.shape[1]:
+        raise ValueError(f"cohort dimension {cohort.shape[1]} differs from the embeddings' {enroll_matrix.shape[1]}")
+    cohort = _normalise_rows(cohort, mean)
+    top_n = min(top_n, len(cohort))
+    mu_e, sigma_e = _cohort_stats(enroll_matrix, enroll_rows, cohort, top_n, batch_size)
+    mu_t, sigma_t = _cohort_stats(test_matrix, test_rows, cohort, top_n, batch_size)
+    return (0.5 * ((scores - mu_e) / sigma_e + (scores - mu_t) / sigma_t)).numpy()
+
+
+def s_norm(
+    scores: ArrayLike,
+    trials: Sequence[Trial],
+    enroll: Embeddings,
+    test: Embeddings,
+    cohort: ArrayLike,
+    mean: Optional[ArrayLike] = None,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Symmetric score normalisation over the whole cohort.
+
+    :func:`as_norm` with ``top_n = C``; same arguments and return value.
+
+    Example
+    -------
+    >>> enroll = {"a": [1.0, 0.0]}
+    >>> test = {"x": [0.0, 1.0]}
+    >>> cohort = [[1.0, 0.0], [0.0, 1.0]]  # cohort scores 1 and 0 on each side
+    >>> s_norm([0.0], [("a", "x", 0)], enroll, test, cohort).tolist()  # (0 - 0.5) / 0.5
+    [-1.0]
+    """
+    cohort = _to_tensor(cohort, "cohort")
+    return as_norm(scores, trials, enroll, test, cohort, len(cohort), mean, batch_size)
+
+
+def _to_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    """Return ``x`` as a float64 CPU tensor, refusing NaN/inf."""
+    x = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    x = x.to(torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contain NaN/inf values")
+    return x
+
+
+def _normalise_rows(matrix: torch.Tensor, mean: Optional[ArrayLike]) -> torch.Tensor:
+    """Subtract ``mean`` [D] from each row of ``matrix`` [N, D], then L2-normalise rows."""
+    if mean is not None:
+        mean = _to_tensor(mean, "mean")
+        if mean.shape != matrix.shape[1:]:
+            raise ValueError(f"mean has shape {tuple(mean.shape)}, embeddings have dimension {matrix.shape[1]}")
+        matrix = matrix - mean
+    norms = matrix.norm(dim=1, keepdim=True)
+    if (norms == 0).any():
+        raise ValueError("an embedding has zero norm (after mean subtraction); cosine is undefined")
+    return matrix / norms
+
+
+def _embedding_table(
+    embeddings: Embeddings, name: str, mean: Optional[ArrayLike]
+) -> Tuple[Dict[str, int], torch.Tensor]:
+    """Turn a mapping or ``(ids, matrix)`` into ``(id -> row, normalised [N, D])``."""
+    if isinstance(embeddings, Mapping):
+        ids = list(embeddings)
+        if not ids:
+            raise ValueError(f"no {name} embeddings")
+        matrix = torch.stack([_to_tensor(embeddings[i], f"{name} embedding {i!r}") for i in ids])
+    else:
+        ids, matrix = embeddings
+        ids = list(ids)
+        matrix = _to_tensor(matrix, f"{name} embeddings")
+    if matrix.dim() != 2 or len(ids) != len(matrix):
+        raise ValueError(f"{name} embeddings: {len(ids)} ids for a matrix of shape {tuple(matrix.shape)}")
+    return {utt_id: row for row, utt_id in enumerate(ids)}, _normalise_rows(matrix, mean)
+
+
+def _trial_embeddings(
+    trials: Sequence[Trial], enroll: Embeddings, test: Embeddings, mean: Optional[ArrayLike]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised enrolment [E, D] and test [N, D] matrices, and each trial's rows in them [T]."""
+    enroll_index, enroll_matrix = _embedding_table(enroll, "enrolment", mean)
+    test_index, test_matrix = _embedding_table(test, "test", mean)
+    if enroll_matrix.shape[1] != test_matrix.shape[1]:
+        raise ValueError(
+            f"enrolment embeddings have dimension {enroll_matrix.shape[1]}, test ones {test_matrix.shape[1]}"
+        )
+    if len(trials) == 0:
+        raise ValueError("no trials to score")
+    try:
+        enroll_rows = [enroll_index[t[0]] for t in trials]
+    except KeyError as e:
+        raise ValueError(f"enrolment id {e.args[0]!r} of a trial has no embedding") from None
+    try:
+        test_rows = [test_index[t[1]] for t in trials]
+    except KeyError as e:
+        raise ValueError(f"test id {e.args[0]!r} of a trial has no embedding") from None
+    return enroll_matrix, test_matrix, torch.tensor(enroll_rows), torch.tensor(test_rows)
+
+
+def _cohort_stats(
+    matrix: torch.Tensor, rows: torch.Tensor, cohort: torch.Tensor, top_n: int, batch_size: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Top-N cohort mean and std of ``matrix[rows]``, each shape ``[len(rows)]``.
+
+    Only the distinct rows are scored against the cohort ([B, C] per batch).
+    """
+    used, inverse = torch.unique(rows, return_inverse=True)
+    mu = torch.empty(len(used), dtype=torch.float64)
+    sigma = torch.empty(len(used), dtype=torch.float64)
+    for start in range(0, len(used), batch_size):
+        block = matrix[used[start : start + batch_size]] @ cohort.T  # [B, C]
+        top = block.topk(top_n, dim=1).values  # [B, top_n]
+        mu[start : start + batch_size] = top.mean(dim=1)
+        sigma[start : start + batch_size] = top.std(dim=1, correction=0)
+    if (sigma == 0).any():
+        raise ValueError("a top-N cohort score set has zero spread; use a larger or more varied cohort")
+    return mu[inverse], sigma[inverse]
