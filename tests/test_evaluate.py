@@ -1,0 +1,95 @@
+"""recipes/evaluate.py end to end on a tiny prepared set with a tiny random model, and bad trial lists."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data_prep.folder_prepare import prepare_folder
+from test_export import TINY, TRAIN_YAML, make_tiny_run, run_script
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT = {"eer", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
+
+
+def write_corpus(folder: Path) -> None:
+    """5 speakers x 5 files of 1.1-2.4 s: a speaker-specific harmonic tone plus noise."""
+    rng = np.random.default_rng(0)
+    for spk in range(5):
+        f0 = 110 + 40 * spk
+        for utt in range(5):
+            n = int(16000 * rng.uniform(1.1, 2.4))
+            t = np.arange(n) / 16000
+            tone = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
+            signal = 0.05 * tone + 0.02 * rng.standard_normal(n)
+            path = folder / f"spk{spk}" / f"u{utt}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, signal.astype("float32"), 16000)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(save folder, prepared folder, shared embedding cache)."""
+    tmp = tmp_path_factory.mktemp("evaluate")
+    write_corpus(tmp / "data")
+    prepare_folder(str(tmp / "data"), str(tmp / "prep"), num_test_speakers=2, enroll_utts=2,
+                   test_durations=(1.0, 3.0), min_duration=0, max_duration=0, num_workers=1)
+    return make_tiny_run(tmp), tmp / "prep", tmp / "cache"
+
+
+def evaluate(setup, out: Path, capsys, prep: Path = None, *extra):
+    save, default_prep, cache = setup
+    argv = [ROOT / "hparams" / "eval_demo.yaml", f"--model_folder={save}", f"--model_hparams={TRAIN_YAML}",
+            f"--prep_folder={prep or default_prep}", f"--output_folder={out}", f"--cache_folder={cache}",
+            f"--model_overrides={json.dumps(TINY)}", *extra]
+    return run_script("evaluate", argv, capsys)
+
+
+def test_end_to_end(setup, tmp_path, capsys, caplog):
+    status, out, err = evaluate(setup, tmp_path / "eval", capsys)
+    assert status == 0, err
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert list(results) == ["1s", "1s+asnorm", "full", "full+asnorm"]  # no test file reaches 3 s
+    assert "trials_3s.txt is empty" in caplog.text
+    for cond, metrics in results.items():
+        assert CONTRACT <= set(metrics) and 0 <= metrics["eer"] <= 1 and metrics["num_trials"] > 0
+    threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
+    assert results["full"]["threshold"] == threshold["threshold"] and "far_at_threshold" in results["1s"]
+    assert threshold["dev_far"] <= 0.01  # FAR target on the calibration list (= full here)
+    n_full = results["full"]["num_trials"]
+    lines = (tmp_path / "eval" / "scores.txt").read_text().splitlines()
+    assert len(lines) == n_full and lines[0].split()[3] in ("target", "nontarget")
+    assert (tmp_path / "eval" / "scores_1s+asnorm.txt").is_file()
+    for png in ("det.png", "score_hist.png"):
+        assert (tmp_path / "eval" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "| full+asnorm |" in out and "| full+asnorm |" in (tmp_path / "eval" / "results.md").read_text()
+    assert len(list(setup[2].glob("*.pt"))) == 3  # enroll, test, cohort cached
+
+
+def bad_prep(setup, tmp_path, name: str, text: str) -> Path:
+    prep = tmp_path / "prep"
+    shutil.copytree(setup[1], prep)
+    (prep / name).write_text(text)
+    return prep
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("trials.txt", "{enroll} no_such_utt target\n", "test id 'no_such_utt' is not in"),
+    ("trials.txt", "", "trials.txt"),
+])
+def test_bad_trial_lists(setup, tmp_path, capsys, name, text, message):
+    enroll = (setup[1] / "trials.txt").read_text().split()[0]
+    prep = bad_prep(setup, tmp_path, name, text.format(enroll=enroll))
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys, prep)
+    assert status == 1 and err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def test_one_class_trials(setup, tmp_path, capsys):
+    prep = setup[1]
+    targets = [line for line in (prep / "trials_1s.txt").read_text().splitlines() if line.endswith(" target")]
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys,
+                              bad_prep(setup, tmp_path, "trials_1s.txt", "\n".join(targets) + "\n"))
+    assert status == 1 and err.count("\n") == 1
+    assert "condition 1s: trials need both classes" in err
