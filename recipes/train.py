@@ -56,7 +56,8 @@ def check_classifier_size(hparams: dict, num_speakers: int) -> None:
                  f"{num_speakers * factor}")
 
 
-def main(argv) -> None:
+def main(argv) -> sb.Brain:
+    """Run the recipe; returns the trained Brain."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
@@ -79,6 +80,7 @@ def main(argv) -> None:
     if sb.utils.distributed.if_main_process():
         print(f"training done: checkpoints in {hparams['save_folder']}, "
               f"log in {hparams['train_log']}")
+    return brain
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 
 import speechbrain as sb
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from speechbrain.nnet.losses import classification_error
 from speechbrain.utils.metric_stats import MetricStats
 
@@ -158,6 +159,9 @@ class PretrainBrain(sb.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log loss, error, LR and margin; checkpoint on the validation error."""
         if stage == sb.Stage.TRAIN:
+            # schedules at the epoch's last step (also right when resuming at its end)
+            self.lr = self.hparams.lr_schedule(self.progress)
+            self.margin = self.hparams.margin_schedule(self.progress)
             self.train_stats = {"loss": stage_loss, **self.extra_train_stats()}
             if self.no_valid:
                 self.log_and_save(epoch, None)
@@ -174,15 +178,32 @@ class PretrainBrain(sb.Brain):
         return {}
 
     def log_and_save(self, epoch: int, valid_stats: Optional[dict]) -> None:
-        meta = {"epoch": epoch, "lr": round(self.lr, 8), "margin": round(self.margin, 4)}
-        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats,
-                                            valid_stats=valid_stats)
+        """Checkpoint, then log: a run killed in between does not log an epoch twice."""
         if valid_stats is None:
             self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, max_keys=["epoch"])
         else:
             self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"],
                                                        "epoch": epoch},
                                                  min_keys=["ErrorRate"])
+        meta = {"epoch": epoch, "lr": round(self.lr, 8), "margin": round(self.margin, 4)}
+        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats,
+                                            valid_stats=valid_stats)
+
+    def _wrap_distributed(self) -> None:
+        """DDP on CPU (gloo) with plain BatchNorm; SpeechBrain's wrapping otherwise.
+
+        SpeechBrain 1.1.2 converts every BatchNorm to ``SyncBatchNorm``, which
+        only runs on GPUs, so ``torchrun ... --distributed_backend=gloo`` on CPU
+        fails in ``DistributedDataParallel``. Buffers still follow rank 0
+        (``broadcast_buffers``); parameters are all-reduced as usual.
+        """
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            super()._wrap_distributed()
+            return
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, device_ids=None, find_unused_parameters=self.find_unused_parameters)
 
     def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
         """SpeechBrain's ``fit``; checkpoints after training when there is no valid set."""

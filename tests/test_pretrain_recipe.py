@@ -1,0 +1,139 @@
+"""Pre-training recipe: feature masking, preheating, DDP agreement, resume, non-finite loss."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from recipe_utils import ROOT, TINY, run, train_command
+
+sys.path.insert(0, str(ROOT / "recipes"))
+
+
+def load_yaml(name: str, **overrides):
+    with open(ROOT / "hparams" / name) as f:
+        return load_hyperpyyaml(f, {"data_folder": "/nonexistent", **overrides})
+
+
+def epoch_lines(log: Path):
+    """(epoch, lr, margin) of each line of a train_log.txt."""
+    pattern = re.compile(r"epoch: (\d+), lr: ([0-9.e+-]+), margin: ([0-9.e+-]+)")
+    return [tuple(float(x) for x in m.groups()) for m in map(pattern.search, log.read_text().splitlines()) if m]
+
+
+def test_feature_masking_zeroes_whole_frames_and_bins_only():
+    feat_augment = load_yaml("pretrain_demo.yaml")["feat_augment"]
+    feat_augment.augment_prob = 1.0
+    torch.manual_seed(0)
+    feats = torch.rand(8, 200, 80) + 1.0  # no zero anywhere before masking
+    out, _ = feat_augment(feats.clone(), torch.ones(8))
+    for x, y in zip(feats, out):
+        zero = y == 0
+        frames = zero.all(dim=1)   # [200] frames zeroed across every bin
+        bins = zero.all(dim=0)     # [80] bins zeroed across every frame
+        assert 1 <= int(frames.sum()) <= 10 and 1 <= int(bins.sum()) <= 8
+        # every zero lies in a masked frame or bin, everything else is untouched
+        assert torch.equal(zero, frames[:, None] | bins[None, :])
+        assert torch.equal(y[~zero], x[~zero])
+
+
+def test_demo_and_full_configs_load_with_consistent_keys():
+    for name in ("pretrain_demo.yaml", "pretrain_ecapa_cnceleb.yaml"):
+        hp = load_yaml(name)
+        assert hp["compute_features"].n_mels if hasattr(hp["compute_features"], "n_mels") else True
+        assert hp["lr_schedule"](0.0) == 0.0  # LR warm-up starts from 0
+        assert hp["margin_schedule"](0.0) == 0.0 and hp["margin_schedule"](1e3) == hp["margin"]
+    full = load_yaml("pretrain_ecapa_cnceleb.yaml")
+    assert sum(p.numel() for p in full["embedding_model"].parameters()) > 5e6
+
+
+def train_and_fresh(argv):
+    """Train through the recipe; also build the untrained modules the same seed gives."""
+    import speechbrain as sb
+    import train
+
+    brain = train.main(argv)
+    hparams_file, _, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as f:
+        fresh = load_hyperpyyaml(f, overrides)
+    return brain, fresh
+
+
+def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb_ = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb_[k]) for k in sa)
+
+
+@pytest.mark.parametrize("head_only_epochs", [1, 0])
+def test_head_only_warmup_freezes_backbone_and_trains_head(speaker_corpus, tmp_path, head_only_epochs):
+    argv = train_command("pretrain_demo.yaml", speaker_corpus, tmp_path, "--number_of_epochs=1",
+                         "--out_n_neurons=6", f"--head_only_epochs={head_only_epochs}", "--lr_warmup_epochs=0",
+                         "--generate_augment_sources=False", "--wav_augment=null",
+                         "--noise_csv=null", "--rir_csv=null")[2:]
+    brain, fresh = train_and_fresh(argv)
+    assert brain.optimizer_step > 0
+    assert not same_state(brain.modules.classifier, fresh["classifier"])
+    # BatchNorm statistics included: a frozen backbone is left exactly as initialised
+    assert same_state(brain.modules.embedding_model, fresh["embedding_model"]) == bool(head_only_epochs)
+
+
+def test_non_finite_loss_stops_with_batch_named_and_no_checkpoint(speaker_corpus, tmp_path, monkeypatch):
+    from speechbrain_ext.brains import NonFiniteLossError
+    from speechbrain_ext.losses import SubCenterAAM
+
+    monkeypatch.setattr(SubCenterAAM, "forward", lambda self, cos, spk: cos.sum() * float("nan"))
+    argv = train_command("pretrain_demo.yaml", speaker_corpus, tmp_path, "--number_of_epochs=1",
+                         "--out_n_neurons=6", "--wav_augment=null", "--generate_augment_sources=False", "--lr_warmup_epochs=0",
+                         "--noise_csv=null", "--rir_csv=null")[2:]
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1, batch \[spk"):
+        train_and_fresh(argv)
+    assert not list((tmp_path / "save").glob("CKPT+*"))
+
+
+def test_killed_run_resumes_without_repeating_epochs(speaker_corpus, tmp_path):
+    common = ["--number_of_epochs=3", "--out_n_neurons=6", "--ckpt_interval_steps=2"]
+    reference = run(train_command("pretrain_demo.yaml", speaker_corpus, tmp_path / "ref", *common))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    cmd = train_command("pretrain_demo.yaml", speaker_corpus, out, *common)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "train_log.txt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "epoch: 1," in log.read_text():
+            break  # epoch 1 is done: kill inside epoch 2
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert "epoch: 3," not in log.read_text()
+
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Loading a checkpoint" in resumed.stdout + resumed.stderr
+    assert "Going into epoch 1" not in resumed.stdout + resumed.stderr
+    epochs = epoch_lines(log)
+    assert [e for e, _, _ in epochs] == [1, 2, 3]  # no epoch logged twice
+    # LR and margin schedules continue exactly as in the uninterrupted run
+    assert epochs == epoch_lines(tmp_path / "ref" / "train_log.txt")
+
+
+def test_ddp_two_ranks_train_the_same_model(speaker_corpus, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(ROOT / "tests" / "ddp_worker.py"),
+           str(tmp_path)] + train_command("pretrain_demo.yaml", speaker_corpus, tmp_path / "run",
+                                          "--number_of_epochs=1", "--out_n_neurons=6", "--lr_warmup_epochs=0",
+                                          "--distributed_backend=gloo")[2:]
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][key]), key
