@@ -38,7 +38,7 @@ def count_speakers(train_csv: Path) -> int:
         return len({row["spk_id"] for row in csv.DictReader(f)})
 
 
-def prepare(yaml: str, overrides: Dict[str, str]) -> None:
+def prepare(yaml: str, overrides: Dict[str, object]) -> None:
     """Run the yaml's own ``prepare_data`` so the speaker count is known before training."""
     from hyperpyyaml import load_hyperpyyaml
 
@@ -95,7 +95,7 @@ def main() -> None:
                  args.target_speakers, "--utts_per_speaker", args.target_utts],
         timings, "generate target corpus (Mandarin digit strings)")
 
-    common = {"seed": str(args.seed)}
+    common = {"seed": args.seed}
     pre_over = {**common, "data_folder": str(source), "output_folder": str(pre)}
     tra_over = {**common, "data_folder": str(target), "output_folder": str(tra),
                 "pretrained_path": str(pre / "save")}
@@ -104,7 +104,7 @@ def main() -> None:
     prepare("transfer_demo.yaml", tra_over)
     timings["prepare manifests"] = time.time() - start
 
-    def flags(d: Dict[str, str]) -> List[str]:
+    def flags(d: Dict[str, object]) -> List[str]:
         return [f"--{k}={v}" for k, v in d.items()]
 
     run([PY, "recipes/train.py", "hparams/pretrain_demo.yaml", *flags(pre_over),

@@ -137,3 +137,33 @@ def test_ddp_two_ranks_train_the_same_model(speaker_corpus, tmp_path):
     assert ranks[0]["steps"] == ranks[1]["steps"] > 0
     for key, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][key]), key
+
+
+def test_speed_perturbation_as_new_speakers_offsets_labels_and_folds_back():
+    from types import SimpleNamespace
+
+    from speechbrain.augment.time_domain import SpeedPerturb
+
+    from speechbrain_ext.brains import PretrainBrain
+    from speechbrain_ext.losses import SubCenterAAM
+
+    brain = PretrainBrain.__new__(PretrainBrain)  # only the label logic, no modules needed
+    brain.hparams = SimpleNamespace(speed_perturb=SpeedPerturb(16000, [90, 100, 110]),
+                                    speed_as_speaker=True, wav_augment=None,
+                                    compute_cost=SubCenterAAM())
+    brain.num_speakers = 5
+    wavs, lens, spk = torch.randn(3, 16000), torch.ones(3), torch.tensor([[0], [3], [4]])
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(12):
+        out, _, labels = brain.augment_waveforms(wavs, lens, spk)
+        speed = brain.hparams.speed_perturb.speeds[int(brain.hparams.speed_perturb.samp_index)]
+        block = {100: 0, 90: 1, 110: 2}[speed]
+        assert torch.equal(labels, spk + 5 * block)
+        assert abs(out.shape[1] - 16000 * 100 / speed) < 200
+        seen.add(speed)
+    assert seen == {90, 100, 110}
+    # validation scores of the 15 (speaker, speed) classes fold back onto the 5 speakers
+    cos = torch.full((1, 1, 15), -0.5)
+    cos[0, 0, 2 * 5 + 3] = 0.9  # speaker 3 at speed 110
+    assert brain.class_scores(cos).argmax().item() == 3
