@@ -1,0 +1,44 @@
+"""scripts/system_deps.sh: what `make demo`/`make test` do about espeak-ng and sox."""
+import os
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "system_deps.sh"
+
+
+def run_with_path(bin_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["/bin/bash", str(SCRIPT)], capture_output=True, text=True,
+                          env={"PATH": str(bin_dir)})
+
+
+def fake_tool(bin_dir: Path, name: str, output: str = "") -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/bash\necho {output}\n")
+    path.chmod(0o755)
+
+
+def test_without_tools_and_without_root_says_exactly_what_to_install(tmp_path):
+    fake_tool(tmp_path, "id", "1000")  # not root
+    result = run_with_path(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: missing espeak-ng sox; install them with: "
+                                     "sudo apt-get install espeak-ng sox")
+
+
+def test_with_tools_present_does_nothing(tmp_path):
+    for name in ("espeak-ng", "sox"):
+        fake_tool(tmp_path, name)
+    fake_tool(tmp_path, "id", "1000")
+    result = run_with_path(tmp_path)
+    assert result.returncode == 0 and result.stdout == result.stderr == ""
+
+
+def test_as_root_installs_the_missing_ones_with_apt_get(tmp_path):
+    fake_tool(tmp_path, "id", "0")
+    fake_tool(tmp_path, "espeak-ng")
+    log = tmp_path / "apt.log"
+    (tmp_path / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
+    (tmp_path / "apt-get").chmod(0o755)
+    result = run_with_path(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines()[-1].endswith("install -y -qq sox")
