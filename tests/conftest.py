@@ -42,3 +42,27 @@ def speaker_corpus(tmp_path_factory) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, _voice(90 + 35 * s, rng.uniform(1.0, 2.5), rng), 16000, subtype="PCM_16")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny, untrained exported model folder (see test_export.make_tiny_run), threshold.json = 0.98."""
+    import json
+
+    from speechbrain_ext.export import export_model
+    from test_export import TINY, TRAIN_YAML, make_tiny_run
+
+    tmp = tmp_path_factory.mktemp("tiny_model")
+    (tmp / "threshold.json").write_text(json.dumps({"threshold": 0.98, "method": "test"}))
+    return export_model(TRAIN_YAML, make_tiny_run(tmp), tmp / "model", tmp / "threshold.json", overrides=TINY)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's torch code on one thread: on a busy 2-core machine OpenMP wake-ups cost ~10 ms per op."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
