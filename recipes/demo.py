@@ -4,7 +4,8 @@
 generate corpus -> prepare manifests -> pre-train (source speakers) ->
 transfer with the joint loss (target speakers) -> evaluate (pre-trained only
 and transferred, by test duration) -> export -> verify two files through
-SpeechBrain's ``SpeakerRecognition``.
+SpeechBrain's ``SpeakerRecognition`` -> enrol three speakers and verify a
+genuine and an impostor claim with the access-control CLI.
 
 Every stage is one of the project's commands, printed before it runs, so the
 demo doubles as a worked example; stages whose outputs exist are skipped
@@ -68,6 +69,34 @@ def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
               f"{Path(b).name}: cosine {float(score):.3f} -> {decision} (threshold {threshold:.3f})")
 
 
+def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[str, float]) -> None:
+    """Enrol three test speakers and make a genuine and an impostor claim through the CLI."""
+    with open(manifests / "enroll.csv", newline="") as f:
+        enroll = {r["spk_id"]: r["wav"] for r in csv.DictReader(f)}
+    with open(manifests / "test.csv", newline="") as f:
+        tests: Dict[str, str] = {}
+        for r in csv.DictReader(f):
+            if "@" not in r["ID"]:
+                tests.setdefault(r["spk_id"], r["wav"])
+    spk_a, spk_b, spk_c = sorted(enroll)[:3]
+    for suffix in ("", "-wal", "-shm"):  # a re-exported model may not reuse old voiceprints
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    cli = [PY, "-m", "speechbrain_ext"]
+    for spk in (spk_a, spk_b, spk_c):
+        run(cli + ["enroll", "--model", model, "--db", db, spk, enroll[spk]], timings,
+            f"enrol {spk} (access-control CLI)")
+    run(cli + ["list", "--db", db], timings, "list enrolled speakers")
+    for claim, wav in (("genuine", tests[spk_a]), ("impostor", tests[spk_b])):
+        cmd = cli + ["verify", "--model", model, "--db", db, spk_a, wav]
+        print(f"\n=== {claim} claim to be {spk_a}\n$ {' '.join(str(c) for c in cmd)}", flush=True)
+        start = time.time()
+        status = subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode
+        timings[f"verify a {claim} claim"] = time.time() - start
+        if status not in (0, 1):
+            sys.exit(f"demo: verify failed with status {status}")
+        print(f"exit status {status}: {'accepted' if status == 0 else 'rejected'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_folder", default="demo_output", help="where everything goes")
@@ -129,6 +158,8 @@ def main() -> None:
     start = time.time()
     verify_with_speechbrain(out / "model", tra / "manifests" / "test.csv")
     timings["verify two files"] = time.time() - start
+
+    access_control_demo(out / "model", tra / "manifests", out / "voiceprints.db", timings)
 
     print("\n=== results (EER %, normalised minDCF at p=0.01), target test speakers")
     pre_res = json.loads((out / "eval_pretrained" / "results.json").read_text())
