@@ -91,7 +91,7 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
         print(f"\n=== {claim} claim to be {spk_a}\n$ {' '.join(str(c) for c in cmd)}", flush=True)
         start = time.time()
         status = subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode
-        timings[f"verify a {claim} claim"] = time.time() - start
+        timings[f"verify the {claim} claim"] = time.time() - start
         if status not in (0, 1):
             sys.exit(f"demo: verify failed with status {status}")
         print(f"exit status {status}: {'accepted' if status == 0 else 'rejected'}")
@@ -153,7 +153,8 @@ def main() -> None:
     run([PY, "recipes/export.py", "--hparams_file", "hparams/transfer_demo.yaml",
          "--checkpoint_folder", tra / "save", "--output_folder", out / "model",
          "--threshold_file", out / "eval_transfer" / "threshold.json",
-         "--results_json", out / "eval_transfer" / "results.json", *flags(tra_over)],
+         "--results_json", out / "eval_transfer" / "results.json",
+         *flags({k: v for k, v in tra_over.items() if k != "output_folder"})],
         timings, "export a SpeakerRecognition model folder")
     start = time.time()
     verify_with_speechbrain(out / "model", tra / "manifests" / "test.csv")
