@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ PY = sys.executable
 
 def run(cmd: List[str], timings: Dict[str, float], name: str) -> None:
     """Run one stage, echoing its command; stop the demo if it fails."""
-    print(f"\n=== {name}\n$ {' '.join(str(c) for c in cmd)}", flush=True)
+    print(f"\n=== {name}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
     start = time.time()
     if subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode != 0:
         sys.exit(f"demo: stage '{name}' failed")
@@ -88,7 +89,7 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
     run(cli + ["list", "--db", db], timings, "list enrolled speakers")
     for claim, wav in (("genuine", tests[spk_a]), ("impostor", tests[spk_b])):
         cmd = cli + ["verify", "--model", model, "--db", db, spk_a, wav]
-        print(f"\n=== {claim} claim to be {spk_a}\n$ {' '.join(str(c) for c in cmd)}", flush=True)
+        print(f"\n=== {claim} claim to be {spk_a}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.time()
         status = subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode
         timings[f"verify the {claim} claim"] = time.time() - start

@@ -167,3 +167,18 @@ def test_speed_perturbation_as_new_speakers_offsets_labels_and_folds_back():
     cos = torch.full((1, 1, 15), -0.5)
     cos[0, 0, 2 * 5 + 3] = 0.9  # speaker 3 at speed 110
     assert brain.class_scores(cos).argmax().item() == 3
+
+
+def test_backbone_lr_scale_gives_the_backbone_its_own_scaled_optimiser(speaker_corpus, tmp_path):
+    argv = train_command("pretrain_demo.yaml", speaker_corpus, tmp_path, "--number_of_epochs=1",
+                         "--out_n_neurons=6", "--lr_warmup_epochs=0", "--backbone_lr_scale=0.1",
+                         "--wav_augment=null", "--generate_augment_sources=False",
+                         "--noise_csv=null", "--rir_csv=null")[2:]
+    brain, fresh = train_and_fresh(argv)
+    head_lr = brain.optimizer.param_groups[0]["lr"]
+    backbone_lr = brain.backbone_optimizer.param_groups[0]["lr"]
+    assert head_lr > 0 and backbone_lr == pytest.approx(0.1 * head_lr)
+    backbone_ids = {id(p) for p in brain.modules.embedding_model.parameters()}
+    assert {id(p) for p in brain.backbone_optimizer.param_groups[0]["params"]} == backbone_ids
+    assert not backbone_ids & {id(p) for p in brain.optimizer.param_groups[0]["params"]}
+    assert not same_state(brain.modules.embedding_model, fresh["embedding_model"])

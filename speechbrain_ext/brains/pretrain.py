@@ -36,7 +36,7 @@ class PretrainBrain(sb.Brain):
 
     Modules (``modules`` in the yaml): ``compute_features``, ``mean_var_norm``,
     ``embedding_model``, ``classifier`` (cosine outputs ``[B, 1, N]``).
-    Hparams read: ``compute_cost`` (``SubCenterAAM``), ``lr_schedule``,
+    Hparams read: ``compute_cost`` (``SubCenterAAM``), ``lr_schedule``, ``backbone_lr_scale``,
     ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
     ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``,
     ``epoch_counter``, ``train_logger``.
@@ -69,12 +69,37 @@ class PretrainBrain(sb.Brain):
         """Preheating: set LR and margin for this step, freeze the backbone if due."""
         t = self.progress
         self.lr = self.hparams.lr_schedule.apply(self.optimizer, t)
+        if self.backbone_optimizer is not None:
+            lr_scale = self.hparams.backbone_lr_scale
+            for group in self.backbone_optimizer.param_groups:
+                group["lr"] = self.lr * lr_scale
         self.margin = self.hparams.margin_schedule(t)
         set_margin(self.hparams.compute_cost, self.margin)
         self.backbone_frozen = t < self.hparams.head_only_epochs
         # eval() also freezes the backbone's BatchNorm statistics.
         self.modules.embedding_model.train(not self.backbone_frozen)
         self.batch_ids = batch.id
+
+    def init_optimizers(self) -> None:
+        """SpeechBrain's optimiser, or two when ``backbone_lr_scale`` != 1.
+
+        With a scale, the embedding model gets its own optimiser whose LR is
+        the schedule's times the scale (a gentler update of pre-trained
+        weights). Two optimisers rather than two parameter groups because
+        SpeechBrain clips only each optimiser's first group.
+        """
+        self.backbone_optimizer = None
+        if self.hparams.backbone_lr_scale == 1.0:
+            super().init_optimizers()
+            return
+        backbone = list(self.modules.embedding_model.parameters())
+        owned = {id(p) for p in backbone}
+        self.optimizer = self.opt_class([p for p in self.modules.parameters() if id(p) not in owned])
+        self.backbone_optimizer = self.opt_class(backbone)
+        self.optimizers_dict = {"opt_class": self.optimizer, "backbone": self.backbone_optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("backbone_optimizer", self.backbone_optimizer)
 
     def augment_waveforms(self, wavs: torch.Tensor, lens: torch.Tensor, spk: torch.Tensor
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
