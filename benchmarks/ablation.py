@@ -14,9 +14,9 @@ For every seed S (``--first_seed`` + 0, 1, ...):
    hparams/transfer_demo.yaml --seed=S --number_of_epochs=E``, once per variant
    (the overrides are the ablation switches of that yaml's header)::
 
-       baseline_aam  --num_subcenters=1 --kl_final_weight=0 --short_loss_weight=0
+       baseline_aam  --num_subcenters=1 --topk=0 --kl_final_weight=0 --short_loss_weight=0
        subcenter     --kl_final_weight=0 --short_loss_weight=0
-       longshort_kl  --num_subcenters=1
+       longshort_kl  --num_subcenters=1 --topk=0
        joint         (the yaml's defaults: K=3 sub-centers, short-crop CE, KL)
 
 4. evaluate the pre-trained model (``no_transfer``) and each transferred model
@@ -93,9 +93,9 @@ EVAL_YAML = "hparams/eval_demo.yaml"
 
 NO_TRANSFER = "no_transfer"
 VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_demo.yaml
-    "baseline_aam": ["--num_subcenters=1", "--kl_final_weight=0", "--short_loss_weight=0"],
+    "baseline_aam": ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"],
     "subcenter": ["--kl_final_weight=0", "--short_loss_weight=0"],
-    "longshort_kl": ["--num_subcenters=1"],
+    "longshort_kl": ["--num_subcenters=1", "--topk=0"],
     "joint": [],
 }
 CONDITION_ORDER = ["1s", "2s", "3s", "full"]
