@@ -37,7 +37,7 @@ def test_feature_masking_zeroes_whole_frames_and_bins_only():
         zero = y == 0
         frames = zero.all(dim=1)   # [200] frames zeroed across every bin
         bins = zero.all(dim=0)     # [80] bins zeroed across every frame
-        assert 1 <= int(frames.sum()) <= 10 and 1 <= int(bins.sum()) <= 8
+        assert int(frames.sum()) in range(1, 11) and int(bins.sum()) in range(1, 9)
         # every zero lies in a masked frame or bin, everything else is untouched
         assert torch.equal(zero, frames[:, None] | bins[None, :])
         assert torch.equal(y[~zero], x[~zero])
@@ -46,7 +46,7 @@ def test_feature_masking_zeroes_whole_frames_and_bins_only():
 def test_demo_and_full_configs_load_with_consistent_keys():
     for name in ("pretrain_demo.yaml", "pretrain_ecapa_cnceleb.yaml"):
         hp = load_yaml(name)
-        assert hp["compute_features"].n_mels if hasattr(hp["compute_features"], "n_mels") else True
+        assert hp["n_mels"] == 80 and hp["embedding_model"].blocks[0].conv.in_channels == 80
         assert hp["lr_schedule"](0.0) == 0.0  # LR warm-up starts from 0
         assert hp["margin_schedule"](0.0) == 0.0 and hp["margin_schedule"](1e3) == hp["margin"]
     full = load_yaml("pretrain_ecapa_cnceleb.yaml")
