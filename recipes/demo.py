@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--target_speakers", type=int, default=40)
     parser.add_argument("--target_utts", type=int, default=20)
     parser.add_argument("--pretrain_epochs", type=int, default=5)
-    parser.add_argument("--transfer_epochs", type=int, default=4)
+    parser.add_argument("--transfer_epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1986)
     args = parser.parse_args()
     if min(args.source_speakers, args.target_speakers) < 8 or min(args.source_utts, args.target_utts) < 6:
