@@ -34,6 +34,7 @@ SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac")
 CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 OPTS_FILE = "prep_opts.json"
+OUTPUTS_FILE = "prep_outputs.txt"
 LOG_FILE = "prep.log"
 
 
@@ -441,6 +442,18 @@ def make_trials(
     return sorted(targets + nontargets)
 
 
+def all_trials(models: Dict[str, str], tests: Sequence[Tuple[str, str]]) -> List[Trial]:
+    """Every enrolment x test pair: ``len(models) * len(tests)`` trials, sorted.
+
+    Example
+    -------
+    >>> all_trials({"a": "a-e", "b": "b-e"}, [("a/1", "a"), ("b/1", "b"), ("c/1", "c")])[:3]
+    [('a-e', 'a/1', True), ('a-e', 'b/1', False), ('a-e', 'c/1', False)]
+    """
+    return sorted((enroll_id, test_id, spk == test_spk)
+                  for spk, enroll_id in models.items() for test_id, test_spk in tests)
+
+
 # ------------------------------------------------------------------ writing
 def write_csv(path: Path, rows: Iterable[Row], with_genre: bool = False) -> None:
     """Write a manifest atomically (header even when there are no rows)."""
@@ -462,9 +475,13 @@ def is_prepared(save_folder: Path, outputs: Sequence[str], opts: dict) -> bool:
     """True if every output exists and ``prep_opts.json`` holds the same options.
 
     ``prep_opts.json`` is written last (:func:`finish`), so its presence
-    means the previous run completed.
+    means the previous run completed. Outputs that depend on the data (e.g.
+    a trial list that is only written when it has both classes) are listed
+    in ``prep_outputs.txt`` by :func:`finish` and must exist too.
     """
     opts_path = save_folder / OPTS_FILE
+    listed = save_folder / OUTPUTS_FILE
+    outputs = list(outputs) + (listed.read_text().split() if listed.is_file() else [])
     if not opts_path.is_file() or not all((save_folder / name).is_file() for name in outputs):
         return False
     try:
@@ -477,11 +494,15 @@ def invalidate(save_folder: Path) -> None:
     """Remove ``prep_opts.json`` before writing outputs, so a run killed midway is redone."""
     save_folder.mkdir(parents=True, exist_ok=True)
     (save_folder / OPTS_FILE).unlink(missing_ok=True)
+    (save_folder / OUTPUTS_FILE).unlink(missing_ok=True)
 
 
-def finish(save_folder: Path, opts: dict, log: PrepLog) -> None:
-    """Write ``prep.log``, then ``prep_opts.json`` (last: it marks the outputs as complete)."""
+def finish(save_folder: Path, opts: dict, log: PrepLog, outputs: Sequence[str] = ()) -> None:
+    """Write ``prep.log``, ``prep_outputs.txt`` (``outputs``, relative paths), then
+    ``prep_opts.json`` (last: it marks the outputs as complete)."""
     log.write(save_folder)
+    with atomic_write(save_folder / OUTPUTS_FILE) as f:
+        f.writelines(f"{name}\n" for name in outputs)
     with atomic_write(save_folder / OPTS_FILE) as f:
         json.dump(opts, f, indent=2, sort_keys=True)
 

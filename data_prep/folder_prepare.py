@@ -1,7 +1,7 @@
 """Prepare a speaker-folder corpus, ``<root>/<speaker>/<utt>.{wav,flac}``.
 
-Speakers are split (seeded) into training speakers and test speakers, which
-never overlap:
+Speakers are split (seeded) into training, test and (optionally) dev
+speakers, which never overlap:
 
 - ``train.csv`` / ``valid.csv``: files of training speakers, a few per
   speaker held out for speaker-ID validation; short files concatenated
@@ -11,8 +11,13 @@ never overlap:
 - ``test.csv``: the other files of test speakers, whole (id ``<utt_id>``)
   and as one seeded crop per test duration (id ``<utt_id>@<d>s``).
 - ``trials.txt`` (whole files) and ``trials_<d>s.txt``: every target trial
-  and ``nontarget_ratio`` times as many non-target ones; the crop lists use
-  the same pairs, less those whose test file is shorter than ``d``.
+  and ``nontarget_ratio`` times as many non-target ones, or every enrolment
+  x test pair (``all_pairs``); the crop lists use the same pairs, less those
+  whose test file is shorter than ``d``. A crop list left with one class
+  only (or no trial) is not written, and ``prep.log`` says so.
+- ``dev/``: the same enrol/test/trial files for the dev speakers
+  (``dev_ratio`` or ``num_dev_speakers``), for choosing hyperparameters and
+  calibrating thresholds without touching the test speakers.
 
 With no test speakers (``num_test_speakers=0``, a pre-training corpus) the
 enrol/test manifests are written with their header only and the trial lists
@@ -45,6 +50,7 @@ from data_prep.common import (
     invalidate,
     is_prepared,
     list_audio,
+    all_trials,
     make_trials,
     parse_durations,
     run_cli,
@@ -60,16 +66,20 @@ from data_prep.common import (
 logger = logging.getLogger(__name__)
 
 
-def output_names(test_durations: Sequence[float]) -> List[str]:
-    """Files written by :func:`prepare_folder` (besides ``prep.log`` and ``prep_opts.json``).
+TEST_FILES = ["enroll.csv", "test.csv", "trials.txt"]
+DEV_FOLDER = "dev"
+
+
+def output_names(with_dev: bool = False) -> List[str]:
+    """Files always written by :func:`prepare_folder` (besides logs and per-duration lists).
 
     Example
     -------
-    >>> output_names((1, 2.5))[-2:]
-    ['trials_1s.txt', 'trials_2.5s.txt']
+    >>> output_names(with_dev=True)[-1]
+    'dev/trials.txt'
     """
-    names = ["train.csv", "valid.csv", "enroll.csv", "test.csv", "trials.txt"]
-    return names + [f"trials_{duration_tag(d)}.txt" for d in test_durations]
+    names = ["train.csv", "valid.csv"] + TEST_FILES
+    return names + [f"{DEV_FOLDER}/{name}" for name in TEST_FILES] * with_dev
 
 
 def prepare_folder(
@@ -79,6 +89,9 @@ def prepare_folder(
     test_durations: Sequence[float] = (1.0, 2.0, 3.0),
     num_test_speakers: Optional[int] = None,
     test_ratio: float = 0.2,
+    num_dev_speakers: Optional[int] = None,
+    dev_ratio: float = 0.0,
+    all_pairs: bool = False,
     valid_ratio: float = 0.1,
     enroll_utts: int = 3,
     nontarget_ratio: float = 1.0,
@@ -104,6 +117,12 @@ def prepare_folder(
         no test material (pre-training corpus).
     test_ratio : float
         Fraction of speakers used for test when ``num_test_speakers`` is None.
+    num_dev_speakers : int, optional
+        Number of dev speakers; ``None`` uses ``dev_ratio``.
+    dev_ratio : float
+        Fraction of speakers used for dev when ``num_dev_speakers`` is None.
+    all_pairs : bool
+        Write every enrolment x test pair instead of sampling non-targets.
     valid_ratio : float
         Fraction of each training speaker's files held out for validation.
     enroll_utts : int
@@ -128,24 +147,32 @@ def prepare_folder(
         return
     opts = _check_options(locals())
     save = Path(save_folder)
-    if is_prepared(save, output_names(test_durations), opts):
+    wants_dev = bool(num_dev_speakers) or (num_dev_speakers is None and dev_ratio > 0)
+    if is_prepared(save, output_names(wants_dev), opts):
         logger.info("%s already prepared with these options, skipping", save)
         return
     log = PrepLog()
     by_speaker = _scan(Path(data_folder), log, num_workers)
     invalidate(save)
     rng = np.random.default_rng(seed)
-    test_spk = _choose_test_speakers(by_speaker, num_test_speakers, test_ratio, enroll_utts, rng, log)
-    train, valid = split_valid({s: u for s, u in by_speaker.items() if s not in test_spk}, valid_ratio, rng)
+    wanted = {"test": _wanted(num_test_speakers, test_ratio, len(by_speaker)),
+              "dev": _wanted(num_dev_speakers, dev_ratio, len(by_speaker))}
+    held_out = _choose_held_out_speakers(by_speaker, wanted, enroll_utts, rng, log)
+    train, valid = split_valid({s: u for s, u in by_speaker.items()
+                                if not any(s in spk for spk in held_out.values())}, valid_ratio, rng)
     write_csv(save / "train.csv", training_rows(train, min_duration, max_duration))
     write_csv(save / "valid.csv", training_rows(valid, min_duration, max_duration))
-    enroll, tests = _enroll_and_test({s: by_speaker[s] for s in test_spk}, enroll_utts, rng)
-    _write_test_material(save, enroll, tests, test_durations, nontarget_ratio, rng, log)
-    log.note(
-        f"{len(by_speaker) - len(test_spk)} training speakers ({len(train)} train, {len(valid)} valid files), "
-        f"{len(test_spk)} test speakers ({len(tests)} test files)"
-    )
-    finish(save, opts, log)
+    counts = []
+    for split, folder in (("test", save), ("dev", save / DEV_FOLDER)):
+        if split == "dev" and not held_out["dev"]:
+            continue
+        enroll, tests = _enroll_and_test({s: by_speaker[s] for s in held_out[split]}, enroll_utts, rng)
+        _write_test_material(folder, enroll, tests, test_durations, nontarget_ratio, all_pairs, rng, log)
+        counts.append(f"{len(held_out[split])} {split} speakers ({len(tests)} test files)")
+    training_speakers = len(by_speaker) - sum(len(s) for s in held_out.values())
+    log.note(f"{training_speakers} training speakers ({len(train)} train, {len(valid)} valid files), "
+             + ", ".join(counts))
+    finish(save, opts, log, [p.relative_to(save).as_posix() for p in sorted(save.glob("**/trials_*.txt"))])
 
 
 def _check_options(args: dict) -> dict:
@@ -153,7 +180,9 @@ def _check_options(args: dict) -> dict:
     check_durations(args["min_duration"], args["max_duration"])
     if args["num_test_speakers"] is not None and args["num_test_speakers"] < 0:
         raise OptionError("num_test_speakers must be >= 0")
-    for name in ("test_ratio", "valid_ratio"):
+    if args["num_dev_speakers"] is not None and args["num_dev_speakers"] < 0:
+        raise OptionError("num_dev_speakers must be >= 0")
+    for name in ("test_ratio", "valid_ratio", "dev_ratio"):
         if not 0 <= args[name] < 1:
             raise OptionError(f"{name} must be in [0, 1), got {args[name]}")
     if args["enroll_utts"] < 1:
@@ -196,15 +225,21 @@ def _scan(root: Path, log: PrepLog, num_workers: int) -> Dict[str, List[Utteranc
     return by_speaker
 
 
-def _choose_test_speakers(
+def _wanted(number: Optional[int], ratio: float, num_speakers: int) -> int:
+    """Speakers wanted for a held-out split: ``number``, else ``round(ratio * num_speakers)``."""
+    return round(ratio * num_speakers) if number is None else number
+
+
+def _choose_held_out_speakers(
     by_speaker: Dict[str, List[Utterance]],
-    num_test_speakers: Optional[int],
-    test_ratio: float,
+    wanted: Dict[str, int],
     enroll_utts: int,
     rng: np.random.Generator,
     log: PrepLog,
-) -> List[str]:
-    """Pick test speakers among those with more than ``enroll_utts`` files."""
+) -> Dict[str, List[str]]:
+    """Pick disjoint held-out speaker sets (``{"test": n, "dev": m}``) among those
+    with more than ``enroll_utts`` files; the test set is drawn first, so adding
+    a dev split leaves the test speakers of a seed unchanged."""
     eligible = []
     for spk in sorted(by_speaker):
         count = len(by_speaker[spk])
@@ -214,15 +249,21 @@ def _choose_test_speakers(
             log.note(f"speaker {spk} has {count} files (<= enroll_utts={enroll_utts}): used for training only")
         else:
             eligible.append(spk)
-    wanted = round(test_ratio * len(by_speaker)) if num_test_speakers is None else num_test_speakers
-    if wanted > len(eligible):
+    total = sum(wanted.values())
+    counts = ", ".join(f"{n} {split}" for split, n in wanted.items() if n)
+    if total > len(eligible):
         raise PrepError(
-            f"{wanted} test speakers requested but only {len(eligible)} speakers under the data folder "
-            f"have more than enroll_utts={enroll_utts} files"
+            f"{counts} speakers requested but only {len(eligible)} of the {len(by_speaker)} speakers under "
+            f"the data folder have more than enroll_utts={enroll_utts} files"
         )
-    if wanted >= len(by_speaker) and wanted:
-        raise PrepError(f"{wanted} test speakers requested: no speaker would be left for training")
-    return sorted(eligible[i] for i in rng.permutation(len(eligible))[:wanted])
+    if total >= len(by_speaker) and total:
+        raise PrepError(f"{counts} speakers requested of {len(by_speaker)}: no speaker would be left for training")
+    order = [eligible[i] for i in rng.permutation(len(eligible))]
+    chosen, start = {}, 0
+    for split, n in wanted.items():
+        chosen[split] = sorted(order[start:start + n])
+        start += n
+    return chosen
 
 
 def _enroll_and_test(
@@ -246,12 +287,18 @@ def _write_test_material(
     tests: List[Utterance],
     test_durations: Sequence[float],
     nontarget_ratio: float,
+    all_pairs: bool,
     rng: np.random.Generator,
     log: PrepLog,
 ) -> None:
-    """Write ``enroll.csv``, ``test.csv`` (full + crops), ``trials.txt`` and ``trials_<d>s.txt``."""
+    """Write ``enroll.csv``, ``test.csv`` (full + crops), ``trials.txt`` and ``trials_<d>s.txt``.
+
+    A crop list with trials of one class only is not written (evaluation
+    could not score it); ``log`` notes it. An empty one is written empty.
+    """
     models = {row.spk_id: row.id for row in enroll}
-    trials = make_trials(models, [(u.id, u.spk_id) for u in tests], nontarget_ratio, rng)
+    tested = [(u.id, u.spk_id) for u in tests]
+    trials = all_trials(models, tested) if all_pairs else make_trials(models, tested, nontarget_ratio, rng)
     test_rows = [utterance_row(u) for u in tests]
     crop_lists = []
     for seconds in test_durations:
@@ -260,10 +307,17 @@ def _write_test_material(
         tag = duration_tag(seconds)
         crop_lists.append((tag, [(e, f"{t}@{tag}", y) for e, t, y in trials if f"{t}@{tag}" in kept]))
         test_rows.extend(crops)
+    save.mkdir(parents=True, exist_ok=True)
     write_csv(save / "enroll.csv", enroll)
     write_csv(save / "test.csv", test_rows)
     write_trials(save / "trials.txt", trials)
     for tag, crop_trials in crop_lists:
+        classes = {y for _, _, y in crop_trials}
+        if len(classes) == 1:
+            log.note(f"{save / f'trials_{tag}.txt'} not written: its {len(crop_trials)} trial(s) "
+                     f"are all {'target' if True in classes else 'non-target'}")
+            (save / f"trials_{tag}.txt").unlink(missing_ok=True)
+            continue
         write_trials(save / f"trials_{tag}.txt", crop_trials)
 
 
@@ -278,6 +332,10 @@ def build_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
     p.add_argument("--num_test_speakers", type=int, default=defaults["num_test_speakers"],
                    help="test speakers (0: none, pre-training corpus); default: test_ratio of speakers")
     p.add_argument("--test_ratio", type=float, default=defaults["test_ratio"])
+    p.add_argument("--num_dev_speakers", type=int, default=defaults["num_dev_speakers"],
+                   help="dev speakers (hyperparameter choice, calibration); default: dev_ratio of speakers")
+    p.add_argument("--dev_ratio", type=float, default=defaults["dev_ratio"])
+    p.add_argument("--all_pairs", action="store_true", help="every enrolment x test pair as a trial")
     p.add_argument("--valid_ratio", type=float, default=defaults["valid_ratio"],
                    help="fraction of each training speaker's files held out")
     p.add_argument("--enroll_utts", type=int, default=defaults["enroll_utts"], help="files per enrolment")

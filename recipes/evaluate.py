@@ -11,10 +11,15 @@ also as ``<condition>+asnorm`` when a cohort is available. Writes to
 ``output_folder``: ``scores.txt`` (``full``) and ``scores_<condition>.txt``,
 ``results.json`` (``{condition: {eer, min_dcf_0.01, min_dcf_0.05,
 num_trials, ...}}``), ``results.md``, ``threshold.json``, ``det.png`` and
-``score_hist.png``. The threshold is chosen on the raw cosine scores of
-``calibration_trials`` (what ``SpeakerRecognition.verify_files`` computes)
-and its FAR/FRR reported on each raw condition. Bad input: one line on
-stderr, exit status 1.
+``score_hist.png``. Every EER/minDCF comes with its 95 % speaker-level
+bootstrap interval (``<metric>_ci``: test speakers resampled with all their
+trials). A condition whose trial list has one class only is skipped with one
+line. The threshold is chosen on the raw cosine scores of the dev split
+(``calibration_folder``: speakers disjoint from training and test; what
+``SpeakerRecognition.verify_files`` computes) and the FAR/FRR it gives is
+measured on each raw test condition. Without a dev split it falls back to
+the test list, with a warning that the FAR is then not a measurement.
+Bad input: one line on stderr, exit status 1.
 """
 import json
 import logging
@@ -29,7 +34,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_ext.embeddings import embed_manifest, read_manifest, speaker_means
 from speechbrain_ext.export import load_extractor
 from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.metrics import eer, error_rates, min_dcf, threshold_at_far
+from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, min_dcf, threshold_at_far
 from speechbrain_ext.plots import plot_det, plot_score_hist
 from speechbrain_ext.scoring import as_norm, cosine_scores, read_trials, write_scores
 
@@ -53,10 +58,15 @@ def is_empty(path: Path) -> bool:
     return not any(line.strip() for line in path.open(encoding="utf-8"))
 
 
-def condition_metrics(scores, labels) -> Dict[str, float]:
-    """EER and normalised minDCF at p_target 0.01 and 0.05."""
-    return {"eer": eer(scores, labels)[0], "min_dcf_0.01": min_dcf(scores, labels, 0.01)[0],
-            "min_dcf_0.05": min_dcf(scores, labels, 0.05)[0], "num_trials": len(scores)}
+def condition_metrics(scores, labels, speakers, hp: dict) -> Dict[str, object]:
+    """EER and normalised minDCF at p_target 0.01 and 0.05, each with its bootstrap CI."""
+    result = {"eer": eer(scores, labels)[0], "min_dcf_0.01": min_dcf(scores, labels, 0.01)[0],
+              "min_dcf_0.05": min_dcf(scores, labels, 0.05)[0], "num_trials": len(scores),
+              "num_test_speakers": len(set(speakers))}
+    if hp["bootstrap_resamples"] and len(set(speakers)) >= 2:
+        cis = bootstrap_ci(scores, labels, speakers, num_resamples=hp["bootstrap_resamples"], seed=hp["seed"])
+        result.update({f"{name}_ci": list(ci) for name, ci in cis.items()})
+    return result
 
 
 def calibrate(scores, labels, hp: dict) -> Dict[str, object]:
@@ -68,23 +78,49 @@ def calibrate(scores, labels, hp: dict) -> Dict[str, object]:
     else:
         raise ValueError(f"threshold_rule must be 'far' or 'eer', got {hp['threshold_rule']!r}")
     far, frr = error_rates(scores, labels, threshold)
-    return {"threshold": threshold, "method": rule, "score": "cosine (no normalisation)",
-            "calibration_trials": str(hp["calibration_trials"]), "dev_far": far, "dev_frr": frr}
+    return {"threshold": threshold, "method": rule, "score": "cosine", "target_far": hp["target_far"],
+            "dev_far": far, "dev_frr": frr, "num_calibration_trials": len(labels)}
+
+
+def with_ci(result: Dict, metric: str, scale: float, digits: int) -> str:
+    """``value [low, high]`` of a metric (the interval when it was computed)."""
+    text = f"{scale * result[metric]:.{digits}f}"
+    if f"{metric}_ci" in result:
+        low, high = result[f"{metric}_ci"]
+        text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+    return text
 
 
 def results_table(results: Dict[str, Dict], threshold: Dict) -> str:
-    """Markdown table of every condition, with FAR/FRR at the calibrated threshold."""
-    lines = ["| condition | trials | EER (%) | minDCF 0.01 | minDCF 0.05 | FAR@thr (%) | FRR@thr (%) |",
+    """Markdown table of every condition (95 % CIs), with FAR/FRR at the calibrated threshold."""
+    lines = ["| condition | trials | EER (%) [95% CI] | minDCF 0.01 [95% CI] | minDCF 0.05 | "
+             f"FAR@thr (%) (target {100 * threshold['target_far']:g}) | FRR@thr (%) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for cond, r in results.items():
         at = (f"{100 * r['far_at_threshold']:.2f} | {100 * r['frr_at_threshold']:.2f}"
               if "far_at_threshold" in r else "- | -")
-        lines.append(f"| {cond} | {r['num_trials']} | {100 * r['eer']:.2f} | {r['min_dcf_0.01']:.4f} | "
-                     f"{r['min_dcf_0.05']:.4f} | {at} |")
+        lines.append(f"| {cond} | {r['num_trials']} | {with_ci(r, 'eer', 100, 2)} | "
+                     f"{with_ci(r, 'min_dcf_0.01', 1, 3)} | {r['min_dcf_0.05']:.3f} | {at} |")
     lines += ["", f"Threshold {threshold['threshold']:.4f} ({threshold['method']} on "
-                  f"{threshold['calibration_trials']}, raw cosine): dev FAR {100 * threshold['dev_far']:.2f}%, "
-                  f"FRR {100 * threshold['dev_frr']:.2f}%."]
+                  f"{threshold['calibration_trials']}, {threshold['num_calibration_trials']} trials, raw cosine): "
+                  f"dev FAR {100 * threshold['dev_far']:.2f}%, FRR {100 * threshold['dev_frr']:.2f}%; "
+                  "FAR@thr above is measured on the test conditions."]
     return "\n".join(lines)
+
+
+def calibration_material(hp: dict):
+    """``(folder, enroll_csv, test_csv, trials)`` to calibrate on: the dev split, else the
+    evaluated list (with a warning, as its FAR is then not a measurement)."""
+    folder = Path(hp["calibration_folder"]) if hp.get("calibration_folder") else None
+    evaluated = Path(hp["eval_folder"])
+    if folder is None or not (folder / "trials.txt").is_file():
+        logger.warning("no dev split (%s/trials.txt): calibrating on the evaluated trials %s, so the FAR "
+                       "at the threshold is not a measurement", folder, evaluated / "trials.txt")
+        folder = evaluated
+    elif folder.resolve() == evaluated.resolve():
+        logger.warning("calibration_folder is the evaluated folder %s: the FAR at the threshold is not "
+                       "a measurement", folder)
+    return folder, folder / "enroll.csv", folder / "test.csv", folder / "trials.txt"
 
 
 def load_cohort(hp: dict, extractor, cache: Path):
@@ -106,15 +142,18 @@ def load_cohort(hp: dict, extractor, cache: Path):
 def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     """Run the evaluation; returns ``results.json``'s content."""
     out = Path(hp["output_folder"])
+    test_rows = read_manifest(hp["test_csv"])
+    speaker_of = {r.id: r.spk_id for r in test_rows}
     enroll_ids = {r.id for r in read_manifest(hp["enroll_csv"])}
-    test_ids = {r.id for r in read_manifest(hp["test_csv"])}
     conditions = {}
     for cond, path in trial_lists(Path(hp["trials_folder"])).items():
         if cond != "full" and is_empty(path):
             logger.warning("%s is empty (no test utterance long enough): condition %s skipped", path, cond)
             continue
-        conditions[cond] = read_trials(path, enroll_ids, test_ids)
-    dev = read_trials(hp["calibration_trials"], enroll_ids, test_ids)
+        conditions[cond] = read_trials(path, enroll_ids, set(speaker_of))
+    cal_folder, cal_enroll, cal_test, cal_trials = calibration_material(hp)
+    dev = read_trials(cal_trials, {r.id for r in read_manifest(cal_enroll)},
+                      {r.id for r in read_manifest(cal_test)})
 
     extractor = load_extractor(hp["model_hparams"], hp["model_folder"], hp["batch_size"],
                                run_opts.get("device") or "cpu", hp["model_overrides"])
@@ -124,28 +163,36 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     cohort, mean = load_cohort(hp, extractor, cache)
     mean = mean if hp["subtract_mean"] else None
 
+    same = cal_folder.resolve() == Path(hp["eval_folder"]).resolve()
+    dev_enroll = enroll if same else embed_manifest(cal_enroll, extractor, hp["enroll_mode"], cache)
+    dev_test = test if same else embed_manifest(cal_test, extractor, "concat", cache)
     try:
-        threshold = calibrate(cosine_scores(dev, enroll, test), [t[2] for t in dev], hp)
+        threshold = calibrate(cosine_scores(dev, dev_enroll, dev_test), [t[2] for t in dev], hp)
     except ValueError as err:
-        raise ValueError(f"calibration trials {hp['calibration_trials']}: {err}") from None
+        raise ValueError(f"calibration trials {cal_trials}: {err}") from None
+    threshold["calibration_trials"] = f"{cal_folder.name}/trials.txt"
     results: Dict[str, Dict] = {}
     curves = {}
     for cond, trials in conditions.items():
         labels = [t[2] for t in trials]
+        if len(set(labels)) < 2:
+            logger.warning("condition %s skipped: its %d trial(s) are all %s", cond, len(labels),
+                           "target" if labels and labels[0] else "non-target")
+            continue
+        speakers = [speaker_of[t[1]] for t in trials]
         raw = cosine_scores(trials, enroll, test)
         scored = {cond: raw if mean is None else cosine_scores(trials, enroll, test, mean=mean)}
         if cohort is not None:
             scored[f"{cond}+asnorm"] = as_norm(scored[cond], trials, enroll, test, cohort,
                                               hp["asnorm_top_n"], mean=mean)
         for name, scores in scored.items():
-            try:
-                results[name] = condition_metrics(scores, labels)
-            except ValueError as err:
-                raise ValueError(f"condition {name}: {err}") from None
+            results[name] = condition_metrics(scores, labels, speakers, hp)
             write_scores(out / ("scores.txt" if name == "full" else f"scores_{name}.txt"), trials, scores)
             curves[name] = (scores, labels)
         far, frr = error_rates(raw, labels, threshold["threshold"])
         results[cond].update(threshold=threshold["threshold"], far_at_threshold=far, frr_at_threshold=frr)
+    if not results:
+        raise ValueError(f"{hp['trials_folder']}: no condition has trials of both classes")
 
     with atomic_write(out / "threshold.json") as f:
         json.dump(threshold, f, indent=2)
@@ -155,7 +202,8 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     with atomic_write(out / "results.md") as f:
         f.write(f"# Evaluation of {hp['model_folder']}\n\n{table}\n")
     plot_det(curves, out / "det.png")
-    plot_score_hist(*curves["full"], out / "score_hist.png", threshold=threshold["threshold"])
+    if "full" in curves:
+        plot_score_hist(*curves["full"], out / "score_hist.png", threshold=threshold["threshold"])
     print(table)
     return results
 

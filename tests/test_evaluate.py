@@ -57,7 +57,7 @@ def test_end_to_end(setup, tmp_path, capsys, caplog):
         assert CONTRACT <= set(metrics) and 0 <= metrics["eer"] <= 1 and metrics["num_trials"] > 0
     threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
     assert results["full"]["threshold"] == threshold["threshold"] and "far_at_threshold" in results["1s"]
-    assert threshold["dev_far"] <= 0.01  # FAR target on the calibration list (= full here)
+    assert threshold["dev_far"] <= 0.01  # FAR target on the calibration list (= full here: no dev split)
     n_full = results["full"]["num_trials"]
     lines = (tmp_path / "eval" / "scores.txt").read_text().splitlines()
     assert len(lines) == n_full and lines[0].split()[3] in ("target", "nontarget")
@@ -86,10 +86,41 @@ def test_bad_trial_lists(setup, tmp_path, capsys, name, text, message):
     assert status == 1 and err.count("\n") == 1 and err.startswith("error: ") and message in err
 
 
-def test_one_class_trials(setup, tmp_path, capsys):
+def test_one_class_condition_is_skipped_and_the_rest_evaluated(setup, tmp_path, capsys, caplog):
     prep = setup[1]
     targets = [line for line in (prep / "trials_1s.txt").read_text().splitlines() if line.endswith(" target")]
     status, _, err = evaluate(setup, tmp_path / "eval", capsys,
                               bad_prep(setup, tmp_path, "trials_1s.txt", "\n".join(targets) + "\n"))
-    assert status == 1 and err.count("\n") == 1
-    assert "condition 1s: trials need both classes" in err
+    assert status == 0, err
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert "1s" not in results and "full" in results
+    assert f"condition 1s skipped: its {len(targets)} trial(s) are all target" in caplog.text
+
+
+def test_confidence_intervals_bracket_the_estimate(setup, tmp_path, capsys):
+    status, out, err = evaluate(setup, tmp_path / "eval", capsys)
+    assert status == 0, err
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    for metrics in results.values():
+        for name in ("eer", "min_dcf_0.01", "min_dcf_0.05"):
+            low, high = metrics[f"{name}_ci"]
+            assert low <= metrics[name] + 1e-9 and metrics[name] <= high + 1e-9
+    assert "[" in out.split("| full |")[1].split("\n")[0]  # the table prints the interval
+
+
+def test_calibrates_on_the_dev_split(tmp_path, capsys, caplog):
+    """With a dev split, the threshold comes from dev speakers, not from the reported list."""
+    write_corpus(tmp_path / "data")
+    prepare_folder(str(tmp_path / "data"), str(tmp_path / "prep"), num_test_speakers=2, num_dev_speakers=2,
+                   enroll_utts=2, test_durations=(1.0,), min_duration=0, max_duration=0, num_workers=1)
+    save = make_tiny_run(tmp_path)
+    status, _, err = evaluate((save, tmp_path / "prep", tmp_path / "cache"), tmp_path / "eval", capsys)
+    assert status == 0, err
+    threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
+    dev_trials = (tmp_path / "prep" / "dev" / "trials.txt").read_text().splitlines()
+    assert threshold["calibration_trials"] == "dev/trials.txt"
+    assert threshold["num_calibration_trials"] == len(dev_trials)
+    assert "not a measurement" not in caplog.text
+    status, _, err = evaluate((save, tmp_path / "prep", tmp_path / "cache"), tmp_path / "eval2", capsys,
+                              None, "--calibration_folder=" + str(tmp_path / "prep"))
+    assert status == 0 and "not a measurement" in caplog.text

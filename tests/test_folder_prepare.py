@@ -77,7 +77,7 @@ def frames(path):
 def test_outputs_and_speaker_disjoint_split(prepared, corpus):
     names = {p.name for p in prepared.iterdir()}
     assert names == {"train.csv", "valid.csv", "enroll.csv", "test.csv", "trials.txt", "trials_1s.txt",
-                     "trials_2s.txt", "trials_3s.txt", "prep.log", "prep_opts.json"}
+                     "trials_2s.txt", "trials_3s.txt", "prep.log", "prep_opts.json", "prep_outputs.txt"}
     train, valid = read_csv(prepared / "train.csv"), read_csv(prepared / "valid.csv")
     enroll, test = read_csv(prepared / "enroll.csv"), read_csv(prepared / "test.csv")
     train_spk = {r["spk_id"] for r in train + valid}
