@@ -67,10 +67,11 @@ def main(argv) -> sb.Brain:
 
     run_on_main(hparams["prepare_data"])
     run_on_main(prepare_augmentation_sources, kwargs={"hparams": hparams})
-    train, valid, encoder = speaker_datasets(hparams, long_short=hparams.get("long_short", False))
+    brain_class = hparams["brain_class"]
+    train, valid, encoder = speaker_datasets(hparams, hparams[brain_class.train_crop_key])
     check_classifier_size(hparams, len(encoder))
 
-    brain = hparams["brain_class"](modules=hparams["modules"], opt_class=hparams["opt_class"],
+    brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                                    hparams=hparams, run_opts=run_opts,
                                    checkpointer=hparams["checkpointer"])
     brain.num_speakers = len(encoder)

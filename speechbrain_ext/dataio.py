@@ -43,31 +43,6 @@ def add_crop_pipeline(dataset: DynamicItemDataset, sentence_len: float, randomis
     dataset.add_dynamic_item(crop_pipeline)
 
 
-def add_long_short_pipeline(dataset: DynamicItemDataset, long_len: float, short_len: float,
-                            sample_rate: int = SAMPLE_RATE) -> None:
-    """Provide ``sig`` (long crop) and ``sig_short`` (a short crop inside it).
-
-    The long crop is the whole row up to ``long_len`` seconds (a random
-    window when longer); the short crop is a random ``short_len``-second
-    window inside the long one (the whole long crop when it is shorter).
-    Lengths vary across the batch: ``PaddedBatch`` pads, relative lengths
-    travel with the signals.
-    """
-    long_crop = int(round(long_len * sample_rate))
-    short_crop = int(round(short_len * sample_rate))
-
-    @takes("wav", "start", "stop")
-    @provides("sig", "sig_short")
-    def long_short_pipeline(wav: str, start: str, stop: str):
-        lo, hi = _crop_bounds(int(start), int(stop), long_crop, randomise=True)
-        long_sig = torch.from_numpy(read_row(wav, lo, hi, sample_rate))
-        yield long_sig
-        s_lo, s_hi = _crop_bounds(0, long_sig.numel(), short_crop, randomise=True)
-        yield long_sig[s_lo:s_hi]
-
-    dataset.add_dynamic_item(long_short_pipeline)
-
-
 def add_label_pipeline(datasets, label_encoder_path: str) -> CategoricalEncoder:
     """Provide ``spk_id_encoded``; create or load the label encoder (DDP-safe).
 
@@ -89,14 +64,14 @@ def add_label_pipeline(datasets, label_encoder_path: str) -> CategoricalEncoder:
     return encoder
 
 
-def speaker_datasets(hparams: Dict, long_short: bool = False
+def speaker_datasets(hparams: Dict, train_len: Optional[float] = None
                      ) -> Tuple[DynamicItemDataset, Optional[DynamicItemDataset], CategoricalEncoder]:
     """Train and valid datasets from ``hparams["train_csv"]``/``["valid_csv"]``.
 
-    Training rows give random crops (``sentence_len`` seconds, or long/short
-    pairs ``long_len``/``short_len`` when ``long_short``); valid rows give
-    centred ``sentence_len`` crops for speaker-ID validation. The label
-    encoder is written to ``<save_folder>/label_encoder.txt``.
+    Training rows give random ``train_len``-second crops (default
+    ``sentence_len``; the Brain names its own, see ``PretrainBrain.train_crop_key``);
+    valid rows give centred ``sentence_len`` crops for speaker-ID validation.
+    The label encoder is written to ``<save_folder>/label_encoder.txt``.
     """
     train = DynamicItemDataset.from_csv(hparams["train_csv"])
     valid = None
@@ -106,17 +81,12 @@ def speaker_datasets(hparams: Dict, long_short: bool = False
             valid = None
     if len(train) == 0:
         raise ValueError(f"{hparams['train_csv']}: no training rows")
-    if long_short:
-        add_long_short_pipeline(train, hparams["long_len"], hparams["short_len"])
-    else:
-        add_crop_pipeline(train, hparams["sentence_len"], randomise=True)
+    add_crop_pipeline(train, train_len or hparams["sentence_len"], randomise=True)
     datasets = [train]
     if valid is not None:
         add_crop_pipeline(valid, hparams["sentence_len"], randomise=False)
         datasets.append(valid)
     encoder = add_label_pipeline(datasets, os.path.join(hparams["save_folder"], "label_encoder.txt"))
-    keys = ["id", "sig", "spk_id_encoded"] + (["sig_short"] if long_short else [])
-    train.set_output_keys(keys)
-    if valid is not None:
-        valid.set_output_keys(["id", "sig", "spk_id_encoded"])
+    for ds in datasets:
+        ds.set_output_keys(["id", "sig", "spk_id_encoded"])
     return train, valid, encoder

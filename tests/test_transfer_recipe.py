@@ -25,8 +25,8 @@ def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_cor
     # one head-only epoch: the backbone must still be exactly the pre-trained one
     argv = train_command("transfer_demo.yaml", speaker_corpus, tmp_path / "tra",
                          f"--pretrained_path={tmp_path / 'pre' / 'save'}", "--number_of_epochs=1",
-                         "--head_only_epochs=1", "--out_n_neurons=4", "--topk=2",
-                         "--long_len=2.0", "--short_len=0.5", *COMMON)[2:]
+                         "--head_only_epochs=1", "--out_n_neurons=4", "--topk=2", "--dev_ratio=0",
+                         "--long_len=1.0", "--short_scales=[0.5,0.75]", *COMMON)[2:]
     brain = train.main(argv)
     state = brain.modules.embedding_model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in pretrained.items())
@@ -37,7 +37,8 @@ def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_cor
     assert not all(torch.equal(fresh[k], v) for k, v in pretrained.items())
     assert brain.optimizer_step > 0
     log = (tmp_path / "tra" / "train_log.txt").read_text()
-    for term in ("train msce_long", "train msce_short", "train kl", "train kl_weight"):
+    for term in ("train msce_long", "train msce_short", "train kl", "train cosine", "train entropy_short",
+                 "train kl_weight", "train step_time_s"):
         assert term in log
     # the classifier is sized to K sub-centers per target speaker
     assert brain.modules.classifier.weight.shape[0] == 4 * 3

@@ -10,10 +10,13 @@ What differs from ``recipes/VoxCeleb/SpeakerRec/train_speaker_embeddings.py``:
   and an optional head-only phase with the backbone frozen;
 - a non-finite loss stops training with a message naming the batch, before
   any optimiser step, so no checkpoint holds the bad update;
-- the log records loss, speaker-ID error, LR and margin per epoch.
+- the log records loss, speaker-ID error, LR, margin and the seconds per
+  training step (``step_time_s``: data loading, forward, backward and update;
+  validation and checkpointing excluded) per epoch.
 """
 import functools
 import logging
+import time
 from typing import Optional, Tuple
 
 import speechbrain as sb
@@ -42,6 +45,7 @@ class PretrainBrain(sb.Brain):
     ``epoch_counter``, ``train_logger``.
     """
 
+    train_crop_key: str = "sentence_len"  # hparam giving the training crop length, seconds
     num_speakers: int = 0  # set by the recipe from the label encoder
     steps_per_epoch: int = 1
     lr: float = 0.0
@@ -130,10 +134,16 @@ class PretrainBrain(sb.Brain):
         others = [s for s in self.hparams.speed_perturb.speeds if s != 100]
         return 0 if speed == 100 else 1 + others.index(speed)
 
+    def features(self, wavs: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Fbank -> sentence mean norm: ``[B, T]`` -> ``[B, frames, n_mels]``."""
+        return self.modules.mean_var_norm(self.modules.compute_features(wavs), lens)
+
     def embed(self, wavs: torch.Tensor, lens: torch.Tensor, stage: sb.Stage) -> torch.Tensor:
-        """Fbank -> sentence mean norm -> [feature masking] -> ECAPA; returns ``[B, 1, D]``."""
-        feats = self.modules.compute_features(wavs)  # [B, frames, n_mels]
-        feats = self.modules.mean_var_norm(feats, lens)
+        """Features -> [feature masking] -> ECAPA; returns ``[B, 1, D]``."""
+        return self.embed_features(self.features(wavs, lens), lens, stage)
+
+    def embed_features(self, feats: torch.Tensor, lens: torch.Tensor, stage: sb.Stage) -> torch.Tensor:
+        """[Feature masking in training] -> ECAPA: ``[B, frames, n_mels]`` -> ``[B, 1, D]``."""
         if stage == sb.Stage.TRAIN and self.hparams.feat_augment is not None:
             feats, lens = self.hparams.feat_augment(feats, lens)
         with torch.set_grad_enabled(stage == sb.Stage.TRAIN and not self.backbone_frozen):
@@ -177,9 +187,15 @@ class PretrainBrain(sb.Brain):
                 "stopped before the update, so the last checkpoint is intact")
 
     def on_stage_start(self, stage, epoch=None):
-        if stage != sb.Stage.TRAIN:
+        if stage == sb.Stage.TRAIN:
+            self.epoch_clock, self.timed_steps = time.perf_counter(), 0
+        else:
             self.error_metrics = MetricStats(
                 metric=functools.partial(classification_error, reduction="batch"))
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
+        """Count the epoch's steps for ``step_time_s``."""
+        self.timed_steps += 1
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log loss, error, LR and margin; checkpoint on the validation error."""
@@ -187,7 +203,9 @@ class PretrainBrain(sb.Brain):
             # schedules at the epoch's last step (also right when resuming at its end)
             self.lr = self.hparams.lr_schedule(self.progress)
             self.margin = self.hparams.margin_schedule(self.progress)
-            self.train_stats = {"loss": stage_loss, **self.extra_train_stats()}
+            step_time = (time.perf_counter() - self.epoch_clock) / max(self.timed_steps, 1)
+            self.train_stats = {"loss": stage_loss, **self.extra_train_stats(),
+                                "step_time_s": round(step_time, 4)}
             if self.no_valid:
                 self.log_and_save(epoch, None)
             return

@@ -1,25 +1,49 @@
 """Transfer brain: pre-trained ECAPA adapted to short digit strings with the joint loss.
 
-    L = L_msce(long) + L_msce(short) + lambda(t) * L_KL(short || long)
+    L = L_msce(long) + w_s * L_msce(short) + lambda(t) * L_ls(short, teacher(long))
 
-``L_msce`` is the multi-subspace cross-entropy (``SubCenterAAM``), ``L_KL`` the
-long-short relative entropy (``LongShortKL``) on margin-free sub-center
-logits, ``lambda(t)`` a ramp over the first epochs (``kl_weight``). Each
-utterance gives a long crop (``sig``) and a short crop inside it
-(``sig_short``); both go through the network in one forward, the short crops
-zero-padded to the long length with their relative lengths.
+``L_msce`` is the multi-subspace cross-entropy (``SubCenterAAM``: K
+sub-centers, optionally dropped to the dominant one at ``subcenter_drop_epoch``),
+``L_ls`` the long-short term (``LongShortKL``: embedding cosine distance and/or
+a DINO-style posterior KL), ``lambda(t)`` a ramp (``kl_weight``).
+
+What differs from ``PretrainBrain`` (see ``docs/method.md``):
+
+- **Multi-scale short crops, unpadded.** Each training row gives a long crop
+  (``long_len`` s, repeat-padded when the row is shorter, so no zero padding
+  reaches BatchNorm). For every batch one short length is drawn from
+  ``short_scales`` and each sample's short crop is a random window of that
+  length inside its long crop; the short crops go through the network in
+  their own forward, at their own length.
+- **A teacher that is not the live network** (``teacher``): ``frozen``, the
+  stage-1 embedding model; ``ema``, an exponential moving average of the
+  student, ``theta_T <- m * theta_T + (1 - m) * theta_S`` after every optimiser
+  step (``teacher_momentum`` m); ``self``, the student's own long-crop output,
+  detached (the first formulation, kept as an ablation). The teacher only sees
+  the long crop, in eval mode, without gradient.
+- The plain fine-tuning baseline (``short_loss_weight`` 0 and
+  ``kl_final_weight`` 0) skips the short forward: it costs one forward a step.
+- Per epoch, ``train_log.txt`` has every loss term and the posterior entropy
+  of the long and short crops; a run whose long-crop CE rises for two epochs
+  at a fixed margin while the long-short term falls is flagged (collapse).
 """
+import copy
+import logging
 import os
-from typing import Tuple
+import random
+from typing import Optional
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
+from speechbrain_ext.audio import SAMPLE_RATE
 from speechbrain_ext.brains.pretrain import PretrainBrain
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+
+logger = logging.getLogger(__name__)
+TEACHERS = ("self", "ema", "frozen")
 
 
 class TransferBrain(PretrainBrain):
@@ -27,14 +51,23 @@ class TransferBrain(PretrainBrain):
 
     Extra hparams: ``pretrained_path`` (a checkpoint folder, a training save
     folder or an exported model folder; null trains from scratch),
-    ``kl_loss`` (``LongShortKL``), ``kl_weight`` (a schedule of ``t``),
-    ``short_loss_weight`` (weight of L_msce on the short crop; 0 for the
-    plain fine-tuning baseline).
+    ``long_len``, ``short_scales`` (seconds), ``teacher``,
+    ``teacher_momentum``, ``kl_loss`` (``LongShortKL``), ``kl_weight`` (a
+    schedule of ``t``), ``short_loss_weight`` (weight of L_msce on the short
+    crop), ``subcenter_drop_epoch`` (null: keep the K sub-centers to the end).
     """
 
+    train_crop_key = "long_len"
+    teacher: Optional[torch.nn.Module] = None
+
     def on_fit_start(self) -> None:
-        """Load the pre-trained embedding model, then SpeechBrain's fit start (which
-        resumes this run's own checkpoint, if any, over the pre-trained weights)."""
+        """Load the pre-trained embedding model, build the teacher, then SpeechBrain's
+        fit start (which resumes this run's own checkpoint, the EMA teacher's too)."""
+        mode = self.hparams.teacher
+        if mode not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {mode!r}")
+        if mode == "frozen" and not self.hparams.pretrained_path:
+            raise ValueError("teacher: frozen needs pretrained_path (the stage-1 model it freezes)")
         if self.hparams.pretrained_path:
             ckpt = resolve_embedding_checkpoint(self.hparams.pretrained_path)
             pretrainer = Pretrainer(
@@ -43,84 +76,182 @@ class TransferBrain(PretrainBrain):
                 paths={"embedding_model": ckpt})
             run_on_main(pretrainer.collect_files)
             pretrainer.load_collected()
+        if mode != "self":
+            # not in self.modules: no DDP wrapping, no optimiser, no train() switch
+            self.teacher = copy.deepcopy(self.modules.embedding_model).eval().requires_grad_(False)
+            if mode == "ema" and self.checkpointer is not None:
+                self.checkpointer.add_recoverable("ema_teacher", self.teacher)
         super().on_fit_start()
+
+    @property
+    def uses_short(self) -> bool:
+        """Whether the short crops are forwarded at all (not for plain fine-tuning)."""
+        return self.hparams.short_loss_weight > 0 or self.hparams.kl_weight.final_value > 0
 
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
         super().on_fit_batch_start(batch, should_step)
         self.kl_weight = self.hparams.kl_weight(self.progress)
+        drop = self.hparams.subcenter_drop_epoch
+        cost = self.hparams.compute_cost
+        if drop is not None and self.progress >= drop and not cost.active.numel():
+            dominant = cost.drop_subcenters()
+            logger.info("epoch %d: sub-centers dropped to the dominant one of each of %d speakers",
+                        self.hparams.epoch_counter.current, len(dominant))
+
+    def short_crops(self, wavs: torch.Tensor) -> torch.Tensor:
+        """A random window of one drawn length per batch inside each long crop.
+
+        Arguments
+        ---------
+        wavs : [B, T] long crops (equal length, no padding).
+
+        Returns
+        -------
+        ``[B, S]`` with S = round(choice(short_scales) * 16000), at most T.
+
+        Example
+        -------
+        >>> brain = TransferBrain.__new__(TransferBrain)
+        >>> brain.hparams = type("H", (), {"short_scales": [0.5]})()
+        >>> wavs = torch.arange(16000.).repeat(3, 1)
+        >>> short = brain.short_crops(wavs)
+        >>> short.shape, bool((short[:, 1:] - short[:, :-1] == 1).all())
+        (torch.Size([3, 8000]), True)
+        """
+        length = min(int(round(random.choice(self.hparams.short_scales) * SAMPLE_RATE)), wavs.shape[1])
+        starts = torch.randint(0, wavs.shape[1] - length + 1, (wavs.shape[0], 1), device=wavs.device)
+        return wavs.gather(1, starts + torch.arange(length, device=wavs.device))
 
     def compute_forward(self, batch, stage):
-        """Training: one forward of ``[long; short]``; returns long and short outputs.
+        """Training: long crops, then (unless plain fine-tuning) short crops and the teacher.
 
         Returns (TRAIN)
         ---------------
-        ``((cos_long [B,1,N], emb_long [B,1,D]), (cos_short, emb_short), spk [B,1])``.
+        dict: ``long``/``short`` = ``(cosines [B,1,N], embeddings [B,1,D], labels [B,1])``,
+        ``teacher`` = teacher embeddings of the long crops ``[B,1,D]``.
         """
         if stage != sb.Stage.TRAIN:
             return super().compute_forward(batch, stage)
         batch = batch.to(self.device)
-        wavs, lens = self.stack_long_short(batch.sig, batch.sig_short)
+        wavs, lens = batch.sig
         spk = batch.spk_id_encoded.data
-        batch_size = spk.shape[0]
-        wavs, lens, _ = self.augment_waveforms(wavs, lens, torch.cat([spk, spk]))
-        if wavs.shape[0] != 2 * batch_size:
+        long_wavs, long_lens, long_spk = self.augment_waveforms(wavs, lens, spk)
+        if long_wavs.shape[0] != wavs.shape[0]:
             raise ValueError("TransferBrain needs a wav_augment that keeps the batch size "
                              "(concat_original: False, parallel_augment: False)")
-        emb = self.embed(wavs, lens, stage)
-        cos = self.modules.classifier(emb)
-        return (cos[:batch_size], emb[:batch_size]), (cos[batch_size:], emb[batch_size:]), spk
+        feats = self.features(long_wavs, long_lens)
+        emb_long = self.embed_features(feats, long_lens, stage)
+        out = {"long": (self.modules.classifier(emb_long), emb_long, long_spk)}
+        if self.uses_short:
+            short = self.short_crops(wavs)
+            short_wavs, short_lens, short_spk = self.augment_waveforms(
+                short, torch.ones_like(lens), spk)
+            emb_short = self.embed(short_wavs, short_lens, stage)
+            out["short"] = (self.modules.classifier(emb_short), emb_short, short_spk)
+            out["teacher"] = self.teacher_embeddings(feats, long_lens, emb_long)
+        return out
 
-    @staticmethod
-    def stack_long_short(long: Tuple[torch.Tensor, torch.Tensor],
-                         short: Tuple[torch.Tensor, torch.Tensor]
-                         ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Zero-pad short crops to the long crops' length and stack them.
-
-        Arguments
-        ---------
-        long, short : (wavs [B, T_l] / [B, T_s], relative lengths [B]).
-
-        Returns
-        -------
-        wavs ``[2B, T_l]``, relative lengths ``[2B]``.
-
-        Example
-        -------
-        >>> w, l = TransferBrain.stack_long_short((torch.ones(2, 8), torch.ones(2)),
-        ...                                       (torch.ones(2, 4), torch.tensor([1., .5])))
-        >>> w.shape, l.tolist()
-        (torch.Size([4, 8]), [1.0, 1.0, 0.5, 0.25])
-        """
-        (long_wavs, long_lens), (short_wavs, short_lens) = long, short
-        frames = long_wavs.shape[1]
-        short_lens = short_lens * (short_wavs.shape[1] / frames)
-        short_wavs = F.pad(short_wavs, (0, frames - short_wavs.shape[1]))
-        return torch.cat([long_wavs, short_wavs]), torch.cat([long_lens, short_lens])
+    @torch.no_grad()
+    def teacher_embeddings(self, feats: torch.Tensor, lens: torch.Tensor,
+                           student_long: torch.Tensor) -> torch.Tensor:
+        """Teacher embeddings ``[B, 1, D]`` of the long-crop features ``[B, frames, n_mels]``."""
+        if self.teacher is None:
+            return student_long.detach()
+        return self.teacher(feats, lens)
 
     def compute_objectives(self, predictions, batch, stage):
         """Joint loss in training; the pre-training objective otherwise."""
         if stage != sb.Stage.TRAIN:
             return super().compute_objectives(predictions, batch, stage)
-        (cos_l, emb_l), (cos_s, emb_s), spk = predictions
         cost = self.hparams.compute_cost
-        loss_long = cost(cos_l, spk)
-        loss_short = cost(cos_s, spk)
-        kl = self.hparams.kl_loss(cost.logits(cos_s), cost.logits(cos_l), emb_s, emb_l, spk)
-        self.loss_terms = {"msce_long": loss_long.detach(), "msce_short": loss_short.detach(),
-                           "kl": kl.detach()}
-        return loss_long + self.hparams.short_loss_weight * loss_short + self.kl_weight * kl
+        cos_long, _, spk_long = predictions["long"]
+        loss = cost(cos_long, spk_long)
+        if self.hparams.subcenter_drop_epoch is not None and not cost.active.numel():
+            cost.count_assignments(cos_long, spk_long)
+        self.loss_terms = {"msce_long": loss.detach(), "entropy_long": entropy(cost.logits(cos_long))}
+        if "short" not in predictions:
+            return loss
+        cos_short, emb_short, spk_short = predictions["short"]
+        loss_short = cost(cos_short, spk_short)
+        kl_loss = self.hparams.kl_loss
+        logits_short = cost.logits(cos_short)
+        logits_teacher = None
+        if kl_loss.posterior_weight > 0:
+            with torch.no_grad():
+                logits_teacher = cost.logits(self.modules.classifier(predictions["teacher"]))
+        terms = kl_loss.details(logits_short, logits_teacher, emb_short, predictions["teacher"], spk_short)
+        self.loss_terms.update(msce_short=loss_short.detach(), kl=terms.kl.detach(),
+                               cosine=terms.cosine.detach(), entropy_short=entropy(logits_short))
+        return loss + self.hparams.short_loss_weight * loss_short + self.kl_weight * terms.loss
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
-        """Accumulate each loss term for the epoch log."""
+        """Accumulate each loss term for the epoch log; move the EMA teacher."""
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
         for name, value in self.loss_terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0.0) + float(value)
         self.term_count += 1
+        if should_step and self.hparams.teacher == "ema":
+            ema_update(self.teacher, self.modules.embedding_model, self.hparams.teacher_momentum)
 
     def on_stage_start(self, stage, epoch=None):
         super().on_stage_start(stage, epoch)
         self.term_sums, self.term_count = {}, 0
 
     def extra_train_stats(self) -> dict:
-        """Epoch means of L_msce(long), L_msce(short), L_KL, and lambda."""
+        """Epoch means of every loss term and entropy, lambda, and the collapse flag."""
         terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
-        return {**terms, "kl_weight": round(self.kl_weight, 4)}
+        stats = {**terms, "kl_weight": round(self.kl_weight, 4)}
+        if "cosine" in terms:
+            history = getattr(self, "collapse_history", [])
+            history.append((round(self.margin, 6), terms["msce_long"], terms["kl"] + terms["cosine"]))
+            self.collapse_history = history[-3:]
+            if is_collapsing(self.collapse_history):
+                logger.warning("epoch %d: long-crop CE rose for two epochs while the long-short term "
+                               "fell: the consistency loss may be collapsing the posteriors",
+                               self.hparams.epoch_counter.current)
+                stats["collapse_warning"] = 1
+        return stats
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of softmax(logits): ``[B, C]`` -> scalar."""
+    log_p = torch.log_softmax(logits.detach().float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1).mean()
+
+
+def is_collapsing(history) -> bool:
+    """True when, over the last three epochs ``(margin, CE_long, L_ls)`` at one margin,
+    CE_long rose twice while L_ls fell twice.
+
+    Example
+    -------
+    >>> is_collapsing([(0.2, 3.0, 2.0), (0.2, 3.1, 1.8), (0.2, 3.3, 1.5)])
+    True
+    >>> is_collapsing([(0.1, 3.0, 2.0), (0.2, 3.1, 1.8), (0.2, 3.3, 1.5)])
+    False
+    """
+    if len(history) < 3 or len({m for m, _, _ in history}) != 1:
+        return False
+    (_, c0, l0), (_, c1, l1), (_, c2, l2) = history
+    return c0 < c1 < c2 and l0 > l1 > l2
+
+
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
+    """``theta_T <- m * theta_T + (1 - m) * theta_S``; buffers (BatchNorm statistics) copied.
+
+    ``student`` may be wrapped in DistributedDataParallel.
+
+    Example
+    -------
+    >>> t, s = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    >>> _ = t.weight.fill_(1.0), s.weight.fill_(0.0)
+    >>> ema_update(t, s, 0.9)
+    >>> round(t.weight.item(), 6)
+    0.9
+    """
+    student = getattr(student, "module", student)
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(momentum).add_(s.detach(), alpha=1 - momentum)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        t.copy_(s)

@@ -47,6 +47,16 @@ class LongShortKL(torch.nn.Module):
 
     i.e. ``F.kl_div(log p_S, p_L, reduction="batchmean") * T * T``.
 
+    DINO rules (Caron et al. 2021), for a teacher that must not collapse: a
+    sharper teacher (``teacher_temperature`` T_t < T) and centred teacher
+    logits, with c a running mean of the teacher logits (``center_momentum``
+    m_c > 0; updated in training mode after the loss is computed)::
+
+        p_L = softmax((sg(z_L) - c) / T_t),    c <- m_c * c + (1 - m_c) * mean_b z_L
+        kl  = T^2 * KL(p_L || softmax(z_S / T))
+
+    (the defaults, T_t = T and m_c = 0, give the plain KL above).
+
     ``mode="gaussian"``, on embeddings e and speaker labels y: for every
     speaker y with n_y >= 2 samples in the batch, fit diagonal Gaussians to
     its short and to its long embeddings (unbiased variance plus
@@ -65,7 +75,10 @@ class LongShortKL(torch.nn.Module):
     ``long_emb``)::
 
         cosine = mean_b (1 - cos(e_S[b], sg(e_L[b])))  e: [B, D] or [B, 1, D]
-        loss   = kl + cosine_weight * cosine
+        loss   = posterior_weight * kl + cosine_weight * cosine
+
+    With ``posterior_weight=0`` the KL is not computed (logits may be None):
+    embedding-level distillation only (Jung et al. 2019's cosine term).
 
     The weight lambda(t) of this loss in the total objective is not applied
     here; the Brain multiplies it (``speechbrain_ext.schedulers.LinearRamp``).
@@ -83,6 +96,12 @@ class LongShortKL(torch.nn.Module):
         "posterior" or "gaussian".
     variance_floor : float
         Added to every per-speaker variance (gaussian mode).
+    posterior_weight : float
+        Weight of the KL term (0: embedding term only).
+    teacher_temperature : float, optional
+        T_t of the long (teacher) side; None: the same as ``temperature``.
+    center_momentum : float
+        m_c of the running centre of the teacher logits; 0: no centring.
 
     Example
     -------
@@ -109,6 +128,9 @@ class LongShortKL(torch.nn.Module):
         cosine_weight: float = 0.0,
         mode: str = "posterior",
         variance_floor: float = 1e-4,
+        posterior_weight: float = 1.0,
+        teacher_temperature: Optional[float] = None,
+        center_momentum: float = 0.0,
     ):
         super().__init__()
         if temperature <= 0:
@@ -117,10 +139,20 @@ class LongShortKL(torch.nn.Module):
             raise ValueError(f"cosine_weight must be >= 0, got {cosine_weight}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0 <= center_momentum < 1:
+            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
         self.temperature = temperature
+        self.teacher_temperature = temperature if teacher_temperature is None else teacher_temperature
+        if self.teacher_temperature <= 0:
+            raise ValueError(f"teacher_temperature must be > 0, got {teacher_temperature}")
         self.cosine_weight = cosine_weight
+        self.posterior_weight = posterior_weight
+        self.center_momentum = center_momentum
         self.mode = mode
         self.variance_floor = variance_floor
+        # running centre of the teacher logits [C]; not checkpointed (a resumed
+        # run re-estimates it within a few steps, as its momentum is short)
+        self.register_buffer("center", torch.zeros(0), persistent=False)
 
     def forward(
         self,
@@ -190,7 +222,9 @@ class LongShortKL(torch.nn.Module):
                 "the gaussian mode"
             )
 
-        if self.mode == "posterior":
+        if self.mode == "posterior" and self.posterior_weight == 0:
+            kl = torch.zeros((), device=short_emb.device if have_emb else None)
+        elif self.mode == "posterior":
             if short_logits is None or long_logits is None:
                 raise ValueError("posterior mode needs short_logits and long_logits")
             kl = self._posterior_kl(short_logits, long_logits)
@@ -204,7 +238,7 @@ class LongShortKL(torch.nn.Module):
         else:
             cosine = torch.zeros_like(kl)
         return LongShortKLDetails(
-            loss=kl + self.cosine_weight * cosine, kl=kl, cosine=cosine
+            loss=self.posterior_weight * kl + self.cosine_weight * cosine, kl=kl, cosine=cosine
         )
 
     def _posterior_kl(
@@ -225,8 +259,14 @@ class LongShortKL(torch.nn.Module):
             Scalar.
         """
         temp = self.temperature
+        long_logits = long_logits.detach()
+        if self.center.shape != long_logits.shape[1:]:
+            self.center = torch.zeros_like(long_logits[0])
         log_p_short = F.log_softmax(short_logits / temp, dim=-1)  # [B, C]
-        p_long = F.softmax(long_logits.detach() / temp, dim=-1)  # [B, C]
+        p_long = F.softmax((long_logits - self.center) / self.teacher_temperature, dim=-1)  # [B, C]
+        if self.center_momentum > 0 and self.training:
+            m = self.center_momentum
+            self.center = m * self.center + (1 - m) * long_logits.mean(dim=0)
         return F.kl_div(log_p_short, p_long, reduction="batchmean") * temp * temp
 
     def _gaussian_kl(

@@ -72,6 +72,16 @@ class SubCenterAAM(torch.nn.Module):
     A 3-D input [B, M, C*K] with M > 1 holds M subspace classifiers (see
     ``SubspaceClassifier``); the loss is then averaged over the M subspaces.
 
+    Dropping sub-centers (Deng et al. 2020, section 3.2): train with K
+    sub-centers, count which sub-center each training sample of a class is
+    assigned to (``count_assignments``), then ``drop_subcenters()`` keeps
+    only each class's dominant (most-assigned) sub-center; from then on the
+    masked sub-centers are ignored, which is K = 1 on the dominant ones::
+
+        cos[j] = cos[j, k*(j)],   k*(j) = argmax_k count[j, k]
+
+    The counts and the mask are buffers, so they follow the checkpoint.
+
     Margin warm-up: ``set_margin(m)`` changes the target margin at run time.
     The inter-top-k margin follows it as m_p = margin_topk * m / m_final,
     where m_final is the ``margin`` given to the constructor (as WeSpeaker's
@@ -139,6 +149,9 @@ class SubCenterAAM(torch.nn.Module):
         self.final_margin = float(margin)
         self.final_margin_topk = float(margin_topk)
         self.set_margin(margin)
+        # [C, K]; empty until the first count (C is only known from the input)
+        self.register_buffer("assignments", torch.zeros(0, num_subcenters, dtype=torch.long))
+        self.register_buffer("active", torch.zeros(0, num_subcenters, dtype=torch.bool))
 
     def set_margin(self, margin: float) -> None:
         """Sets the target margin m and recomputes the cached constants.
@@ -164,6 +177,38 @@ class SubCenterAAM(torch.nn.Module):
             self.fallback_offset = 1.0 + math.cos(math.pi - self.margin)
         self.cos_mp = math.cos(self.margin_topk)
         self.sin_mp = math.sin(self.margin_topk)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Resize the lazily sized ``assignments``/``active`` buffers to the saved ones."""
+        for name in ("assignments", "active"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.zeros_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def count_assignments(self, cosines: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add to ``assignments[y, k]`` the samples of class y nearest to sub-center k.
+
+        Arguments
+        ---------
+        cosines : [B, C*K] or [B, 1, C*K]; targets : [B] or [B, 1].
+        """
+        cos = cosines.reshape(cosines.shape[0], -1, self.num_subcenters)  # [B, C, K]
+        if self.assignments.shape[0] != cos.shape[1]:
+            self.assignments = torch.zeros(cos.shape[1], self.num_subcenters, dtype=torch.long,
+                                           device=cos.device)
+        targets = targets.reshape(-1).long()
+        nearest = cos[torch.arange(len(targets)), targets].argmax(dim=-1)  # [B]
+        self.assignments.index_put_((targets, nearest), torch.ones_like(nearest), accumulate=True)
+
+    def drop_subcenters(self) -> torch.Tensor:
+        """Keep each class's most-assigned sub-center only; returns their indices ``[C]``."""
+        if self.assignments.shape[0] == 0:
+            raise RuntimeError("drop_subcenters needs count_assignments on training data first")
+        dominant = self.assignments.argmax(dim=1)  # [C]
+        self.active = F.one_hot(dominant, self.num_subcenters).bool()
+        return dominant
 
     def forward(self, cosines: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Computes the sub-center AAM cross-entropy.
@@ -252,6 +297,8 @@ class SubCenterAAM(torch.nn.Module):
         cos = cosines.float().reshape(
             batch, num_subspaces, width // self.num_subcenters, self.num_subcenters
         )  # [B, M, C, K]
+        if self.active.numel():
+            cos = cos.masked_fill(~self.active, -2.0)  # below any cosine: never the max
         return cos.max(dim=-1).values  # [B, M, C]
 
     def _margin_logits(self, cos: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
