@@ -343,6 +343,32 @@ class SubCenterAAM(torch.nn.Module):
         return self.scale * logits
 
 
+def dominant_subcenters(weight: torch.Tensor, num_subcenters: int, assignments: torch.Tensor) -> torch.Tensor:
+    """Each class's dominant sub-center: the one most of its training samples were nearest to.
+
+    The classifier weight holds K rows per class, class-major (row j*K+k is
+    sub-center k of class j, as ``SubCenterAAM`` reads it)::
+
+        k*(j) = argmax_k assignments[j, k]          assignments: [C, K]
+        w[j]  = W[j*K + k*(j)]                      W: [C*K, D] -> [C, D]
+
+    ``assignments`` are ``SubCenterAAM.assignments`` (counted by
+    ``count_assignments``); ``drop_subcenters`` keeps the same sub-centers.
+
+    Example
+    -------
+    >>> W = torch.arange(12.).reshape(6, 2)  # C=3 classes, K=2 sub-centers, D=2
+    >>> dominant_subcenters(W, 2, torch.tensor([[5, 1], [0, 3], [2, 2]])).tolist()
+    [[0.0, 1.0], [6.0, 7.0], [8.0, 9.0]]
+    """
+    num_classes = weight.shape[0] // num_subcenters
+    if weight.shape[0] != num_classes * num_subcenters or assignments.shape != (num_classes, num_subcenters):
+        raise ValueError(f"expected weight [C*K, D] and assignments [C, K] with K={num_subcenters}, got "
+                         f"{tuple(weight.shape)} and {tuple(assignments.shape)}")
+    rows = torch.arange(num_classes, device=weight.device) * num_subcenters + assignments.argmax(dim=1)
+    return weight[rows]
+
+
 class SubspaceClassifier(torch.nn.Module):
     """Cosine classifiers on M subspaces of the embedding ("subspace" reading).
 
