@@ -367,12 +367,6 @@ def speaker_resamples(groups: ArrayLike, num_resamples: int, seed: int = 0) -> L
     return [np.concatenate([members[g] for g in row]) for row in draws]
 
 
-def _percentile_ci(values: Sequence[float], confidence: float) -> Tuple[float, float]:
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(np.asarray(values), [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def bootstrap_ci(
     scores: ArrayLike,
     labels: ArrayLike,
@@ -431,6 +425,26 @@ def paired_bootstrap_ci(
     >>> paired_bootstrap_ci(s, s, [1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], num_resamples=50)["eer"]
     (0.0, 0.0)
     """
+    values = bootstrap_values(scores_a, scores_b, labels, groups, statistics, num_resamples, seed)
+    return {name: percentile_ci(v, confidence) for name, v in values.items()}
+
+
+def bootstrap_values(
+    scores_a: ArrayLike,
+    scores_b: Optional[ArrayLike],
+    labels: ArrayLike,
+    groups: ArrayLike,
+    statistics: Optional[Dict[str, Statistic]] = None,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> Dict[str, np.ndarray]:
+    """``stat(a)`` (or ``stat(a) - stat(b)``) on each speaker resample: ``{name: [R]}``.
+
+    Resample r is the same for every call with the same ``groups`` and
+    ``seed``, so the values of several systems (or the mean over training
+    seeds of one system) can be combined resample by resample. Resamples
+    lacking a class are NaN.
+    """
     scores_a, labels = _check_trials(scores_a, labels)
     if scores_b is not None:
         scores_b, _ = _check_trials(scores_b, labels)
@@ -438,8 +452,8 @@ def paired_bootstrap_ci(
                                 "min_dcf_0.05": min_dcf_statistic(0.05)}
     if len(np.asarray(groups)) != len(labels):
         raise ValueError(f"groups hold {len(np.asarray(groups))} speakers for {len(labels)} trials")
-    values: Dict[str, List[float]] = {name: [] for name in statistics}
-    for pick in speaker_resamples(groups, num_resamples, seed):
+    values = {name: np.full(num_resamples, np.nan) for name in statistics}
+    for r, pick in enumerate(speaker_resamples(groups, num_resamples, seed)):
         y = labels[pick]
         if y.all() or not y.any():
             continue
@@ -447,7 +461,14 @@ def paired_bootstrap_ci(
             value = stat(scores_a[pick], y)
             if scores_b is not None:
                 value -= stat(scores_b[pick], y)
-            values[name].append(value)
-    if not values[next(iter(values))]:
+            values[name][r] = value
+    if np.isnan(values[next(iter(values))]).all():
         raise ValueError("no bootstrap resample holds both target and non-target trials")
-    return {name: _percentile_ci(v, confidence) for name, v in values.items()}
+    return values
+
+
+def percentile_ci(values: ArrayLike, confidence: float = 0.95) -> Tuple[float, float]:
+    """The ``confidence`` percentile interval of bootstrap values (NaNs ignored)."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(np.asarray(values, dtype=float), [tail, 100 - tail])
+    return float(low), float(high)

@@ -321,3 +321,55 @@ def test_shal_defaults(corpus, tmp_path):
     assert not any("#" in r["ID"] for r in train)
     assert all(int(r["stop"]) >= 3 * SR for r in train if ";" in r["wav"])
     assert '"min_duration": 3.0' in (tmp_path / "prep_opts.json").read_text()
+
+
+def test_dev_split_is_disjoint_from_train_and_test(corpus, tmp_path):
+    prepare_folder(str(corpus), str(tmp_path), num_test_speakers=3, num_dev_speakers=2, all_pairs=True)
+    train_spk = {r["spk_id"] for name in ("train.csv", "valid.csv") for r in read_csv(tmp_path / name)}
+    test_spk = {r["spk_id"] for r in read_csv(tmp_path / "test.csv")}
+    dev_spk = {r["spk_id"] for r in read_csv(tmp_path / "dev" / "test.csv")}
+    assert len(test_spk) == 3 and len(dev_spk) == 2
+    assert not (train_spk & test_spk or train_spk & dev_spk or test_spk & dev_spk)
+    assert {r["spk_id"] for r in read_csv(tmp_path / "dev" / "enroll.csv")} == dev_spk
+    assert {t[0] for t in read_trials(tmp_path / "dev" / "trials.txt")} == {f"{s}-enroll" for s in dev_spk}
+
+
+def test_adding_a_dev_split_keeps_the_test_speakers(corpus, tmp_path):
+    prepare_folder(str(corpus), str(tmp_path / "a"), num_test_speakers=3)
+    prepare_folder(str(corpus), str(tmp_path / "b"), num_test_speakers=3, num_dev_speakers=2)
+    speakers = [{r["spk_id"] for r in read_csv(tmp_path / x / "enroll.csv")} for x in "ab"]
+    assert speakers[0] == speakers[1]
+
+
+def test_all_pairs_writes_every_enrolment_test_pair_with_right_labels(corpus, tmp_path):
+    prepare_folder(str(corpus), str(tmp_path), num_test_speakers=3, all_pairs=True)
+    enroll = {r["ID"]: r["spk_id"] for r in read_csv(tmp_path / "enroll.csv")}
+    tests = {r["ID"]: r["spk_id"] for r in read_csv(tmp_path / "test.csv") if "@" not in r["ID"]}
+    trials = read_trials(tmp_path / "trials.txt")
+    assert len(trials) == len(enroll) * len(tests) == len(set(trials))
+    assert {(e, t) for e, t, _ in trials} == {(e, t) for e in enroll for t in tests}
+    for e, t, label in trials:
+        assert label == ("target" if enroll[e] == tests[t] else "nontarget")
+
+
+def test_too_few_held_out_speakers_is_one_line_with_the_counts(corpus, tmp_path):
+    with pytest.raises(PrepError, match=r"6 test, 3 dev speakers requested but only 8 of the 10 speakers"):
+        prepare_folder(str(corpus), str(tmp_path), num_test_speakers=6, num_dev_speakers=3)
+
+
+def test_one_class_crop_list_is_not_written(tmp_path, write_audio):
+    """With no non-target trials the crop lists would hold targets only: not written; with them, written."""
+    root = tmp_path / "corpus"
+    for s in range(4):
+        for u in range(4):
+            write_audio(root / f"spk{s}" / f"u{u}.wav", 2.5 if (s, u) == (0, 3) else 1.2)
+    out = tmp_path / "out"
+    prepare_folder(str(root), str(out), num_test_speakers=2, enroll_utts=2, test_durations=(1.0, 2.0),
+                   nontarget_ratio=0, seed=0)
+    kept = {line.split()[2] for line in (out / "trials.txt").read_text().splitlines()}
+    assert kept == {"target"}
+    assert not (out / "trials_2s.txt").exists() and not (out / "trials_1s.txt").exists()
+    assert "are all target" in (out / "prep.log").read_text()
+    prepare_folder(str(root), str(out), num_test_speakers=2, enroll_utts=2, test_durations=(1.0, 2.0),
+                   nontarget_ratio=1.0, seed=0)
+    assert (out / "trials_1s.txt").is_file()

@@ -202,3 +202,33 @@ def test_bad_shapes_raise():
         SubCenterAAM()(torch.rand(2, 4), torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError):
         SubCenterAAM(topk=4)(torch.rand(2, 4), torch.tensor([0, 1]))
+
+
+def test_drop_subcenters_keeps_each_speakers_dominant_center():
+    """Class 0's samples sit on sub-center 2, class 1's on sub-center 0: those are kept."""
+    loss = SubCenterAAM(num_subcenters=3, margin=0.2, scale=30.0)
+    cosines = torch.full((6, 2 * 3), -0.5)
+    cosines[:4, 0 * 3 + 2] = 0.9   # class 0, sub-center 2 (4 samples)
+    cosines[4:, 1 * 3 + 0] = 0.8   # class 1, sub-center 0 (2 samples)
+    cosines[0, 0 * 3 + 1] = 0.95   # one class-0 sample nearer sub-center 1
+    targets = torch.tensor([0, 0, 0, 0, 1, 1])
+    loss.count_assignments(cosines, targets)
+    assert loss.assignments.tolist() == [[0, 1, 3], [2, 0, 0]]
+    assert loss.drop_subcenters().tolist() == [2, 0]
+    probe = torch.rand(3, 6)
+    expected = 30.0 * probe.reshape(3, 2, 3)[:, [0, 1], [2, 0]]
+    assert torch.allclose(loss.logits(probe), expected)  # only the dominant sub-centers count
+
+
+def test_drop_subcenters_needs_counts():
+    with pytest.raises(RuntimeError, match="count_assignments"):
+        SubCenterAAM(num_subcenters=2).drop_subcenters()
+
+
+def test_dropped_mask_round_trips_through_a_state_dict():
+    loss = SubCenterAAM(num_subcenters=2)
+    loss.count_assignments(torch.rand(4, 6), torch.tensor([0, 1, 2, 0]))
+    loss.drop_subcenters()
+    fresh = SubCenterAAM(num_subcenters=2)
+    fresh.load_state_dict(loss.state_dict())
+    assert torch.equal(fresh.active, loss.active) and torch.equal(fresh.assignments, loss.assignments)
