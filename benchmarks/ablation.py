@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ablation of the transfer losses: plain AAM fine-tune vs sub-center vs KL vs joint.
+"""Ablation of the transfer losses, with dev/test splits, CIs and paired differences.
 
 For every seed S (``--first_seed`` + 0, 1, ...):
 
@@ -7,64 +7,68 @@ For every seed S (``--first_seed`` + 0, 1, ...):
    (``--seed=S``; one pre-training per seed, or one shared by all seeds with
    ``--share_pretrain``, which the table then says);
 2. split the target corpus with ``hparams/transfer_demo.yaml``'s own
-   ``prepare_data`` (seed S): training speakers, held-out test speakers with
-   enrolment, test files, 1/2/3 s crops and trial lists. Every variant of a
-   seed uses this one split;
+   ``prepare_data`` (seed S): training speakers, test speakers and dev
+   speakers (all disjoint; fractions ``--test_ratio``/``--dev_ratio``,
+   default the yaml's 0.4/0.15: 60/22 of a 150-speaker corpus), each with
+   enrolment, test files, 1/2/3 s crops and every enrolment x test pair as a
+   trial. Every variant of a seed uses this one split;
 3. transfer on the target training speakers, ``recipes/train.py
-   hparams/transfer_demo.yaml --seed=S --number_of_epochs=E``, once per variant
-   (the overrides are the ablation switches of that yaml's header)::
+   hparams/transfer_demo.yaml --seed=S``, once per variant, with the yaml's
+   defaults and that variant's switches (the yaml header lists them)::
 
-       baseline_aam  --num_subcenters=1 --topk=0 --kl_final_weight=0 --short_loss_weight=0
-       subcenter     --kl_final_weight=0 --short_loss_weight=0
-       longshort_kl  --num_subcenters=1 --topk=0
-       joint         (the yaml's defaults: K=3 sub-centers, short-crop CE, KL)
+       baseline_aam    plain AAM fine-tune: K=1, no short crop, no long-short term
+       subcenter       + K sub-centers (dropped to the dominant one as the yaml says)
+       longshort_kl    + short-crop CE and the long-short term, K=1
+       joint           the yaml's defaults (the dev-chosen joint configuration)
+       joint_keep_k    joint with the K sub-centers kept to the end
+       joint_first     the first formulation: live-network posterior KL, one short scale
+       stock_finetune  a plain SpeechBrain-recipe fine-tune (see VARIANTS)
 
 4. evaluate the pre-trained model (``no_transfer``) and each transferred model
-   on the held-out target speakers: ``recipes/evaluate.py
-   hparams/eval_demo.yaml`` (conditions 1s, 2s, 3s when the trial list is not
-   empty, full; each also +asnorm). As in the recipes, the evaluated
-   checkpoint is the one with the lowest speaker-ID validation error
-   (newest on ties); its epoch is printed.
+   on the test and on the dev speakers: ``recipes/evaluate.py
+   hparams/eval_demo.yaml`` (conditions 1s, 2s, 3s, full; each also
+   +asnorm). The evaluated checkpoint is the one with the lowest speaker-ID
+   validation error; its epoch is in the JSON (``evaluated_epoch``).
+
+Anything chosen (defaults, epochs) is chosen on dev; test is reported, not
+used to choose. Every figure is the mean over seeds with its 95 % interval:
+test speakers are resampled with all their trials (speaker-level
+bootstrap), and the mean over seeds is taken resample by resample; ``Δ`` is
+the paired difference from ``baseline_aam`` on the same trials and
+resamples (``speechbrain_ext.comparison``).
 
 Every stage is a subprocess running the project's own command (printed, its
 output in ``<run folder>/ablation.log``). Stages are resumable: a training run
 whose ``ablation_run.json`` exists and an evaluation whose ``results.json``
 exists are skipped; a training run that is re-done invalidates its
-evaluation. A run folder made with a different command is an error (use
+evaluations. A run folder made with a different command is an error (use
 another ``--work_folder`` or ``--tag``).
 
-Step time (``step_time_s``): seconds per optimiser step of the transfer run,
-= total elapsed time of SpeechBrain's training progress bars (tqdm, summed
-over epochs; data loading, augmentation, forward, backward and update
-included; validation, start-up and checkpointing excluded) / number of
-training steps in those bars; the mean over seeds. Where no bar can be read
-(e.g. a resumed run), the run's wall time / its optimiser steps is used. The
-figure is wall time on a shared machine: compare variants of one invocation
-only, and expect the machine's load to move it (with ``--jobs 2`` two runs
-share the CPU; on a busy machine ``--threads 1`` per run is much faster than
-torch's default, whose threads spin waiting for each other). All variants forward both the long and the short crop (the
-TransferBrain does one forward of ``[long; short]``; the baseline merely gives
-the short crop weight 0), so they cost about the same per step.
-``no_transfer`` has ``step_time_s: null`` (no transfer step; the
-pre-training step time is printed and saved in the sidecar).
+Step time (``step_time_s``): seconds per optimiser step of the transfer run
+(data loading, augmentation, forward, backward and update; validation and
+checkpointing excluded), as the Brain logs it in ``train_log.txt``, mean
+over epochs and seeds. It is wall time on a shared machine: compare variants
+of one invocation only. ``baseline_aam`` and ``stock_finetune`` forward only
+the long crop; the joint variants forward the short crop and the teacher too.
 
 Output ``--output_json``::
 
-    {"<variant>": {"<condition>": {"eer": [per seed], "min_dcf_0.01": [per seed]},
-                   "step_time_s": float or null}}
+    {"<variant>": {"<condition>": {"eer": [per seed], "min_dcf_0.01": [per seed],
+                                   "eer_mean": m, "eer_ci": [lo, hi], ...,
+                                   "diff_vs_baseline": {"eer": d, "eer_ci": [lo, hi], ...}},
+                   "step_time_s": float or null, "evaluated_epoch": [per seed],
+                   "dev": {"<condition>": {... the same on the dev speakers}}}}
 
 with conditions ``1s``, ``2s``, ``3s``, ``full`` and their ``+asnorm``
-versions, as in ``recipes/evaluate.py``'s ``results.json``; EER is a
-fraction (as in ``results.json``), the table prints it in %. Details (seeds,
-commands, budget, evaluated epochs, step times per seed) go to
-``<output_json stem>.meta.json`` beside it.
+versions; EER is a fraction, the table prints it in %. Details (seeds,
+commands, budget) go to ``<output_json stem>.meta.json`` beside it.
 
 Usage::
 
     python benchmarks/ablation.py --source_folder SRC --target_folder TGT --seeds 3 \\
         --output_json ablation.json [--work_folder DIR] [--pretrain_epochs 4] \\
-        [--transfer_epochs 5] [--jobs 1] [--threads N] [--variants joint ...] [--tag T] \\
-        [--extra --temperature=4 --short_len=1.5]
+        [--transfer_epochs E] [--jobs 1] [--threads N] [--variants joint ...] [--tag T] \\
+        [--extra --teacher=ema]
 
 ``--extra`` must come last: everything after it is passed to every transfer
 run (``key=value`` is read as ``--key=value``); ``--pretrain_extra`` takes one
@@ -72,7 +76,6 @@ quoted string of overrides for the pre-training runs.
 """
 import argparse
 import json
-import math
 import os
 import re
 import shlex
@@ -83,7 +86,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -92,14 +95,25 @@ TRANSFER_YAML = "hparams/transfer_demo.yaml"
 EVAL_YAML = "hparams/eval_demo.yaml"
 
 NO_TRANSFER = "no_transfer"
+BASELINE = "baseline_aam"
 VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_demo.yaml
-    "baseline_aam": ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"],
+    BASELINE: ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"],
     "subcenter": ["--kl_final_weight=0", "--short_loss_weight=0"],
     "longshort_kl": ["--num_subcenters=1", "--topk=0"],
     "joint": [],
+    "joint_keep_k": ["--subcenter_drop_epoch=null"],
+    "joint_first": ["--teacher=self", "--posterior_weight=1", "--cosine_weight=0",
+                    "--subcenter_drop_epoch=null", "--short_scales=[1.0]"],
+    # a plain SpeechBrain-recipe fine-tune: no augmentation, no warm-ups, no
+    # sub-centers, AAM m 0.2 s 30, Adam at a constant 3e-4, 2 s crops, batch 32
+    "stock_finetune": ["--wav_augment=null", "--feat_augment=null", "--lr=0.0003", "--final_lr=0.0003",
+                       "--lr_warmup_epochs=0", "--head_only_epochs=0", "--margin_ramp_start=0",
+                       "--margin_ramp_end=0", "--margin=0.2", "--scale=30", "--num_subcenters=1",
+                       "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0", "--long_len=2.0",
+                       "--batch_size=32"],
 }
 CONDITION_ORDER = ["1s", "2s", "3s", "full"]
-METRICS = ("eer", "min_dcf_0.01")
+SPLITS = ("test", "dev")  # dev: choices; test: reported only
 RUN_MARKER = "ablation_run.json"
 
 _print_lock = threading.Lock()
@@ -109,52 +123,6 @@ def say(text: str) -> None:
     """Print a progress line at once (safe from worker threads)."""
     with _print_lock:
         print(text, flush=True)
-
-
-# ---------------------------------------------------------------- step time
-_BAR = re.compile(r"(\d+)/(\d+) \[(\d+(?::\d+){1,2})<")
-
-
-def _seconds(clock: str) -> int:
-    """tqdm's ``MM:SS`` or ``H:MM:SS`` in seconds."""
-    total = 0
-    for part in clock.split(":"):
-        total = 60 * total + int(part)
-    return total
-
-
-def training_bar_time(log_text: str) -> Tuple[int, float]:
-    """Steps and elapsed seconds of SpeechBrain's training progress bars in a log.
-
-    A training bar is a tqdm line with a ``train_loss=`` postfix; the last
-    state of each bar gives its steps (final n - first n) and elapsed time.
-
-    Example
-    -------
-    >>> log = ("  0%|  | 0/3 [00:00<?, ?it/s]\\r 33%|# | 1/3 [00:02<00:04, train_loss=5]"
-    ...        "\\r100%|##| 3/3 [00:06<00:00, train_loss=4]\\n100%|##| 2/2 [00:01<00:00]\\n"
-    ...        "  0%|  | 0/3 [00:00<?, ?it/s]\\r100%|##| 3/3 [01:04<00:00, train_loss=3]\\n")
-    >>> training_bar_time(log)
-    (6, 70.0)
-    """
-    bars: List[List[int]] = []  # [first n, last n, total, elapsed]
-    for segment in re.split(r"[\r\n]", log_text):
-        match = _BAR.search(segment)
-        if not match:
-            continue
-        n, total, elapsed = int(match.group(1)), int(match.group(2)), _seconds(match.group(3))
-        is_train = "train_loss=" in segment
-        if n == 0 and not is_train:  # a bar's first display has no postfix yet
-            bars.append([0, 0, total, elapsed, None])
-            continue
-        if bars and bars[-1][4] is None and bars[-1][2] == total and n >= bars[-1][1]:
-            bars[-1][4] = is_train  # first update decides the bar's kind
-        if bars and bars[-1][2] == total and n >= bars[-1][1] and bars[-1][4] == is_train:
-            bars[-1][1], bars[-1][3] = n, elapsed
-        else:
-            bars.append([n, n, total, elapsed, is_train])
-    train = [b for b in bars if b[4]]
-    return sum(b[1] - b[0] for b in train), float(sum(b[3] for b in train))
 
 
 # ---------------------------------------------------------------- stages
@@ -192,9 +160,7 @@ class Stage:
             tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
             sys.exit(f"ablation: stage '{self.name}' failed (exit {code}); last lines of {log_path}:\n"
                      + "\n".join(tail))
-        steps, bar_seconds = training_bar_time(log_path.read_text(encoding="utf-8", errors="replace"))
-        record = {"command": self.cmd, "wall_s": round(wall, 2), "bar_steps": steps,
-                  "bar_seconds": bar_seconds}
+        record = {"command": self.cmd, "wall_s": round(wall, 2)}
         if self.done.name == RUN_MARKER:
             self.done.write_text(json.dumps(record, indent=1))
         for path in self.invalidates:
@@ -233,10 +199,15 @@ def prepare(yaml: str, overrides: Dict[str, str]) -> None:
     """
     from hyperpyyaml import load_hyperpyyaml
 
+    from data_prep.common import PrepError
+
     text = "\n".join(f"{key}: {json.dumps(value)}" if key != "seed" else f"seed: {int(value)}"
                      for key, value in overrides.items())
     with open(ROOT / yaml, encoding="utf-8") as f:
-        load_hyperpyyaml(f, text)["prepare_data"]()
+        try:
+            load_hyperpyyaml(f, text)["prepare_data"]()
+        except PrepError as err:
+            sys.exit(f"ablation: {overrides['data_folder']}: {err}")
 
 
 def count_speakers(train_csv: Path) -> int:
@@ -247,65 +218,94 @@ def count_speakers(train_csv: Path) -> int:
         return len({row["spk_id"] for row in csv.DictReader(f)})
 
 
-def evaluated_epoch(save_folder: Path) -> Optional[int]:
-    """Epoch of the checkpoint ``recipes/evaluate.py`` loads (lowest ErrorRate, newest on ties)."""
-    import yaml
+def step_time(train_log: Path) -> Optional[float]:
+    """Mean of the epochs' ``train step_time_s`` in a ``train_log.txt`` (None if absent)."""
+    if not train_log.is_file():
+        return None
+    times = [float(m) for m in re.findall(r"train step_time_s: ([0-9.e+-]+)", train_log.read_text())]
+    return statistics.mean(times) if times else None
 
-    best = None
-    for ckpt in save_folder.glob("CKPT+*"):
-        meta = yaml.safe_load((ckpt / "CKPT.yaml").read_text()) or {}
-        key = (meta.get("ErrorRate", math.inf), -ckpt.stat().st_mtime)
-        if best is None or key < best[0]:
-            best = (key, meta.get("epoch"))
-    return None if best is None else best[1]
+
+def best_epoch(save_folder: Path) -> Optional[int]:
+    """Epoch of the checkpoint the evaluation loads (lowest validation error)."""
+    from speechbrain_ext.checkpoints import best_checkpoint_epoch
+
+    return best_checkpoint_epoch(save_folder)
 
 
 def flags(overrides: Dict[str, str]) -> List[str]:
     return [f"--{k}={v}" for k, v in overrides.items()]
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± sample std`` (``mean`` alone for one value)."""
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+def atomic_json(path: Path, content) -> None:
+    from speechbrain_ext.io_utils import atomic_write
+
+    with atomic_write(path) as f:
+        json.dump(content, f, indent=2)
 
 
 def ordered_conditions(conditions) -> List[str]:
-    """1s, 2s, 3s, full, then their +asnorm versions, then anything else."""
+    """1s, 2s, 3s, full, then their +asnorm versions (those present in every seed's results)."""
     base = [c for c in CONDITION_ORDER if c in conditions]
-    norm = [f"{c}+asnorm" for c in CONDITION_ORDER if f"{c}+asnorm" in conditions]
-    return base + norm + sorted(set(conditions) - set(base) - set(norm))
+    return base + [f"{c}+asnorm" for c in base if f"{c}+asnorm" in conditions]
 
 
-def print_table(summary: Dict[str, dict], pretrain_step: Optional[float]) -> None:
-    """EER % and minDCF@0.01 (mean ± std over seeds) per condition, step time per variant.
+def compare(evals: Dict[tuple, "Stage"], split: str, seeds: List[int], variants: List[str],
+            prep: Dict[int, Path], num_resamples: int) -> Dict[str, Dict[str, dict]]:
+    """``{variant: {condition: summary}}`` on one split: figures over seeds, their CIs and the
+    paired difference from ``baseline_aam`` (see ``speechbrain_ext.comparison``)."""
+    from speechbrain_ext.comparison import seed_result, summarise
 
-    One block for raw cosine scores, one for AS-norm scores (when present).
-    """
-    conditions = ordered_conditions({c for v in summary.values() for c in v if c != "step_time_s"})
-    blocks = [("raw cosine", [c for c in conditions if not c.endswith("+asnorm")]),
-              ("AS-norm", [c for c in conditions if c.endswith("+asnorm")])]
-    width = 15
-    for title, group in blocks:
-        if not group:
-            continue
-        names = [c.replace("+asnorm", "") for c in group]
-        print(f"\n[{title}]\n{'variant':<14}" + "".join(f"{n + ' EER %':>{width}}{n + ' minDCF':>{width}}"
-                                                     for n in names) + f"{'step s':>9}")
-        for variant, result in summary.items():
-            cells = "".join(
-                f"{mean_std([100 * e for e in result[c]['eer']]) if c in result else '-':>{width}}"
-                f"{mean_std(result[c]['min_dcf_0.01']) if c in result else '-':>{width}}"
-                for c in group)
-            step = result["step_time_s"]
-            if step is None:
-                step_cell = f"({pretrain_step:.2f})" if pretrain_step else "-"
-            else:
-                step_cell = f"{step:.2f}"
-            print(f"{variant:<14}{cells}{step_cell:>9}")
+    conditions = None
+    for key, stage in evals.items():
+        if key[2] == split:
+            found = set(json.loads(stage.done.read_text()))
+            conditions = found if conditions is None else conditions & found
+    test_csv = {s: (prep[s] if split == "test" else prep[s] / split) / "test.csv" for s in seeds}
+    table: Dict[str, Dict[str, dict]] = {v: {} for v in variants}
+    for cond in ordered_conditions(conditions or ()):
+        results = {v: [seed_result(evals[(v, s, split)].folder, cond, test_csv[s], s, num_resamples)
+                       for s in seeds] for v in variants}
+        for v in variants:
+            reference = results.get(BASELINE) if v != BASELINE else None
+            table[v][cond] = summarise(results[v], reference)
+    return table
+
+
+def cell(summary: dict, metric: str, scale: float, digits: int, diff: bool = False) -> str:
+    """``mean [low, high]`` of a metric or of its difference from the baseline."""
+    source = summary["diff_vs_baseline"] if diff else summary
+    value = source[metric] if diff else source[f"{metric}_mean"]
+    low, high = source[f"{metric}_ci"]
+    sign = "+" if diff else ""
+    return f"{scale * value:{sign}.{digits}f} [{scale * low:{sign}.{digits}f}, {scale * high:{sign}.{digits}f}]"
+
+
+def print_report(summary: Dict[str, dict], seeds: List[int], args, prep: Dict[int, Path]) -> None:
+    """EER % and minDCF@0.01 tables per split: mean over seeds [95 % CI], and the paired
+    difference from ``baseline_aam`` [95 % CI]; a warning when the test set is small."""
+    print(f"\n=== ablation: mean over seeds {seeds} [95 % speaker-bootstrap CI]; "
+          f"Δ = paired difference from {BASELINE}; choices are made on dev, test is reported")
+    for split in ("dev", "test"):
+        tables = {v: (r.get("dev", {}) if split == "dev" else r) for v, r in summary.items()}
+        conditions = [c for c in ordered_conditions(next(iter(tables.values()))) if "+" not in c]
+        for title, metric, scale, digits in (("EER %", "eer", 100, 2), ("minDCF 0.01", "min_dcf_0.01", 1, 3)):
+            print(f"\n[{split}: {title}, raw cosine]")
+            print(f"{'variant':<15}" + "".join(f"{c:>24}" for c in conditions))
+            for variant, conds in tables.items():
+                print(f"{variant:<15}" + "".join(f"{cell(conds[c], metric, scale, digits):>24}" for c in conditions))
+                if "diff_vs_baseline" in conds.get(conditions[0], {}):
+                    print(f"{'  Δ':<15}" + "".join(f"{cell(conds[c], metric, scale, digits, True):>24}"
+                                                   for c in conditions))
+    step = {v: r["step_time_s"] for v, r in summary.items() if r.get("step_time_s")}
+    if step:
+        print("\nseconds per transfer step: " + ", ".join(f"{v} {t:.2f}" for v, t in step.items()))
+    from speechbrain_ext.embeddings import read_manifest
+
+    speakers = min(len({row.spk_id for row in read_manifest(prep[s] / "enroll.csv")}) for s in seeds)
+    if speakers < 30:
+        print(f"\nnote: only {speakers} test speakers per seed: the confidence intervals are wide; a "
+              "target corpus of >= 150 speakers gives the 60 test speakers this benchmark is sized for")
 
 
 # ---------------------------------------------------------------- main
@@ -324,7 +324,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--output_json", required=True)
     parser.add_argument("--work_folder", default="results/ablation", help="runs go to <work_folder>/seed<S>/")
     parser.add_argument("--pretrain_epochs", type=int, default=4)
-    parser.add_argument("--transfer_epochs", type=int, default=5)
+    parser.add_argument("--transfer_epochs", type=int, default=None,
+                        help="default: the transfer yaml's number_of_epochs")
+    parser.add_argument("--test_ratio", type=float, default=0.4, help="fraction of target speakers for test")
+    parser.add_argument("--dev_ratio", type=float, default=0.15, help="fraction of target speakers for dev")
+    parser.add_argument("--bootstrap_resamples", type=int, default=1000,
+                        help="speaker-level bootstrap resamples for the confidence intervals")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="transfer variants to run (no_transfer is always evaluated)")
     parser.add_argument("--tag", default="", help="suffix of the transfer run folders (for --extra studies)")
@@ -368,7 +373,8 @@ def main(argv: List[str]) -> None:
         prepare(PRETRAIN_YAML, pre_over[s])
         pre_speakers[s] = count_speakers(pre_folder[s] / "manifests" / "train.csv")
     for s in seeds:
-        prepare(TRANSFER_YAML, {"seed": str(s), "data_folder": str(target),
+        prepare(TRANSFER_YAML, {"seed": str(s), "data_folder": str(target), "test_ratio": args.test_ratio,
+                                "dev_ratio": args.dev_ratio,
                                 "output_folder": str(target_prep[s].parent),
                                 "pretrained_path": str(pre_folder[s] / "save")})
         target_speakers[s] = count_speakers(target_prep[s] / "train.csv")
@@ -381,18 +387,23 @@ def main(argv: List[str]) -> None:
         models = {NO_TRANSFER: (pre_folder[s], work / f"seed{s}" / "eval_no_transfer")}
         models.update({v: (run_folder[(v, s)], run_folder[(v, s)] / "eval") for v in args.variants})
         for variant, (model, out) in models.items():
-            evals[(variant, s)] = Stage(
-                f"evaluate {variant} seed {s}",
-                [PY, "recipes/evaluate.py", EVAL_YAML, f"--seed={s}", f"--model_folder={model / 'save'}",
-                 f"--model_hparams={model / 'hyperparams.yaml'}", f"--prep_folder={target_prep[s]}",
-                 f"--output_folder={out}", *device], out, "results.json")
+            for split in SPLITS:
+                evals[(variant, s, split)] = Stage(
+                    f"evaluate {variant} seed {s} on {split}",
+                    [PY, "recipes/evaluate.py", EVAL_YAML, f"--seed={s}", f"--model_folder={model / 'save'}",
+                     f"--model_hparams={model / 'hyperparams.yaml'}", f"--prep_folder={target_prep[s]}",
+                     *([] if split == "test" else [f"--eval_folder={target_prep[s] / split}"]),
+                     f"--output_folder={out if split == 'test' else out.with_name(out.name + '_' + split)}",
+                     *device], out if split == "test" else out.with_name(out.name + "_" + split),
+                    "results.json")
 
     # ---- pre-training (one per seed, or one shared)
     pre_stages = [Stage(f"pre-train seed {s}",
                         [PY, "recipes/train.py", PRETRAIN_YAML, *flags(pre_over[s]),
                          f"--out_n_neurons={pre_speakers[s]}", f"--number_of_epochs={args.pretrain_epochs}",
                          *device, *pre_extra], pre_folder[s], RUN_MARKER,
-                        invalidates=[evals[(NO_TRANSFER, t)].done for t in seeds if pre_folder[t] == pre_folder[s]])
+                        invalidates=[evals[(NO_TRANSFER, t, split)].done for t in seeds for split in SPLITS
+                                     if pre_folder[t] == pre_folder[s]])
                   for s in pre_seeds]
 
     # ---- transfer runs, interleaved by seed so machine-load drift hits variants alike
@@ -403,83 +414,48 @@ def main(argv: List[str]) -> None:
             cmd = [PY, "recipes/train.py", TRANSFER_YAML, f"--seed={s}", f"--data_folder={target}",
                    f"--output_folder={folder}", f"--prep_folder={target_prep[s]}", "--skip_prep=True",
                    f"--pretrained_path={pre_folder[s] / 'save'}", f"--out_n_neurons={target_speakers[s]}",
-                   f"--number_of_epochs={args.transfer_epochs}", *device, *VARIANTS[variant], *args.extra]
+                   *([f"--number_of_epochs={args.transfer_epochs}"] if args.transfer_epochs else []),
+                   *device, *VARIANTS[variant], *args.extra]
             runs[(variant, s)] = Stage(f"transfer {variant} seed {s}", cmd, folder, RUN_MARKER,
-                                       invalidates=[evals[(variant, s)].done])
+                                       invalidates=[evals[(variant, s, split)].done for split in SPLITS])
 
-    pre_records = run_all(pre_stages, args.jobs, "pre-train")
-    order = list(runs)
-    records = dict(zip(order, run_all([runs[k] for k in order], args.jobs, "transfer")))
+    run_all(pre_stages, args.jobs, "pre-train")
+    run_all(list(runs.values()), args.jobs, "transfer")
     run_all(list(evals.values()), args.jobs, "evaluate")
 
-    # ---- collect
-    def step_time(record: dict, epochs: int, train_csv: Path, batch_size: int = 16) -> Optional[float]:
-        if record.get("bar_steps"):
-            return record["bar_seconds"] / record["bar_steps"]
-        rows = max(sum(1 for _ in open(train_csv)) - 1, 0)
-        steps = epochs * max(rows // batch_size, 1)
-        return record["wall_s"] / steps if record.get("wall_s") else None
-
+    # ---- collect: figures, speaker-bootstrap CIs and paired differences, per split
     summary: Dict[str, dict] = {}
-    meta = {"seeds": seeds, "shared_pretraining": args.share_pretrain, "source_folder": str(source),
-            "target_folder": str(target), "pretrain_epochs": args.pretrain_epochs,
-            "transfer_epochs": args.transfer_epochs, "extra_overrides": args.extra,
-            "pretrain_extra": pre_extra, "tag": args.tag, "work_folder": str(work),
-            "jobs": args.jobs, "threads_per_run": _threads_per_job or "torch default",
-            "command": [PY, "benchmarks/ablation.py", *argv], "eer_unit": "fraction",
-            "step_time_definition": "sum of tqdm training-bar elapsed / steps (fallback wall / steps)",
-            "runs": {}}
-    pre_steps = [step_time(r, args.pretrain_epochs, st.folder / "manifests" / "train.csv")
-                 for r, st in zip(pre_records, pre_stages)]
-    pre_steps = [p for p in pre_steps if p is not None]
-    meta["pretrain_step_time_s"] = statistics.mean(pre_steps) if pre_steps else None
     for variant in [NO_TRANSFER, *args.variants]:
-        result: Dict[str, object] = {}
-        per_seed_steps = []
-        for s in seeds:
-            res = json.loads(evals[(variant, s)].done.read_text())
-            for cond in ordered_conditions(res):
-                if not isinstance(res[cond], dict) or "eer" not in res[cond]:
-                    continue
-                slot = result.setdefault(cond, {m: [] for m in METRICS})
-                for m in METRICS:
-                    slot[m].append(res[cond][m])
-            save = (pre_folder[s] if variant == NO_TRANSFER else runs[(variant, s)].folder) / "save"
-            info = {"evaluated_epoch": evaluated_epoch(save),
-                    "results": str(evals[(variant, s)].done)}
-            if variant != NO_TRANSFER:
-                st = step_time(records[(variant, s)], args.transfer_epochs, target_prep[s] / "train.csv")
-                info.update(step_time_s=st, wall_s=records[(variant, s)].get("wall_s"))
-                if st is not None:
-                    per_seed_steps.append(st)
-            meta["runs"][f"{variant}/seed{s}"] = info
-        # conditions missing for some seed (e.g. an empty 3 s list) would misalign: keep full ones
-        result = {c: v for c, v in result.items() if len(v["eer"]) == len(seeds)}
-        result["step_time_s"] = (round(statistics.mean(per_seed_steps), 4)
-                                 if per_seed_steps and variant != NO_TRANSFER else None)
-        summary[variant] = result
+        summary[variant] = {}
+        save = {s: (pre_folder[s] if variant == NO_TRANSFER else run_folder[(variant, s)]) for s in seeds}
+        steps = [step_time(save[s] / "train_log.txt") for s in seeds]
+        summary[variant]["step_time_s"] = (None if variant == NO_TRANSFER or None in steps
+                                           else round(statistics.mean(steps), 4))
+        summary[variant]["evaluated_epoch"] = [best_epoch(save[s] / "save") for s in seeds]
+    for split in SPLITS:
+        say(f"=== bootstrap ({args.bootstrap_resamples} speaker resamples) on {split}")
+        table = compare(evals, split, seeds, [NO_TRANSFER, *args.variants], target_prep,
+                        args.bootstrap_resamples)
+        for variant, conditions in table.items():
+            (summary[variant] if split == "test" else summary[variant].setdefault("dev", {})).update(conditions)
 
     out = Path(args.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
-    meta["runtime_s_this_invocation"] = round(time.time() - started, 1)
-    meta_path = out.with_suffix(".meta.json")
-    meta_path.write_text(json.dumps(meta, indent=2))
-
-    pretrain_note = ("ONE pre-training (seed %d) shared by all seeds" % seeds[0] if args.share_pretrain
-                     else "one pre-training per seed")
-    print(f"\n=== ablation: EER % and normalised minDCF (p=0.01), mean ± std over seeds {seeds}")
-    print(f"    pre-train {args.pretrain_epochs} epochs ({pretrain_note}), transfer "
-          f"{args.transfer_epochs} epochs; test: held-out target speakers"
-          + (f"; transfer overrides {' '.join(args.extra)}" if args.extra else "")
-          + f"; {args.jobs} run(s) at a time, {_threads_per_job or 'default'} thread(s) each")
-    print_table(summary, meta["pretrain_step_time_s"])
-    print("    step s: seconds per transfer optimiser step (tqdm training bars); "
-          "(x) = pre-training step, another crop length and batch")
-    epochs = {k: v["evaluated_epoch"] for k, v in meta["runs"].items()}
-    print(f"    evaluated checkpoint epochs (best speaker-ID validation): "
-          + ", ".join(f"{k}:{v}" for k, v in epochs.items()))
-    print(f"\nwrote {out} and {meta_path}; this invocation took {time.time() - started:.0f} s")
+    meta = {"seeds": seeds, "shared_pretraining": args.share_pretrain, "source_folder": str(source),
+            "target_folder": str(target), "pretrain_epochs": args.pretrain_epochs,
+            "transfer_epochs": args.transfer_epochs or "yaml default", "extra_overrides": args.extra,
+            "pretrain_extra": pre_extra, "tag": args.tag, "work_folder": str(work),
+            "jobs": args.jobs, "threads_per_run": _threads_per_job or "torch default",
+            "command": [PY, "benchmarks/ablation.py", *argv], "eer_unit": "fraction",
+            "bootstrap_resamples": args.bootstrap_resamples,
+            "ci": "95 % percentile interval of the mean over seeds, test speakers resampled",
+            "step_time_definition": "seconds per optimiser step, mean of the epochs' step_time_s in train_log.txt",
+            "runtime_s_this_invocation": round(time.time() - started, 1)}
+    atomic_json(out, summary)
+    atomic_json(out.with_suffix(".meta.json"), meta)
+    print_report(summary, seeds, args, {s: target_prep[s] for s in seeds})
+    print(f"\nwrote {out} and {out.with_suffix('.meta.json')}; this invocation took "
+          f"{time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ Labels: 1 = target (same speaker), 0 = non-target. Scores and labels are 1-D
 numpy arrays, sequences or torch tensors of equal length; bad input raises a
 ``ValueError`` with one line saying what is wrong.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -98,21 +98,60 @@ def _operating_points(scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarra
     frr : np.ndarray
         Non-decreasing false-reject rates, shape ``[U + 1]`` (``frr[-1] = 1``).
     """
-    order = np.argsort(scores)  # order within tied scores is irrelevant
-    sorted_scores = scores[order]
-    sorted_labels = labels[order]
-    # first[i]: index in sorted order where the i-th distinct score starts;
-    # thresholding at it rejects exactly the first[i] lowest-scored trials.
-    first = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    first = np.r_[first, len(scores)]
-    targets_below = np.r_[0, np.cumsum(sorted_labels)][first]
-    nontargets_below = first - targets_below
-    n_target = targets_below[-1]
-    n_nontarget = nontargets_below[-1]
-    thresholds = np.r_[sorted_scores[first[:-1]], np.inf]
-    frr = targets_below / n_target
-    far = (n_nontarget - nontargets_below) / n_nontarget
-    return thresholds, far, frr
+    trials = _SortedTrials(scores, labels)
+    return (trials.thresholds, *trials.rates())
+
+
+class _SortedTrials:
+    """Trials sorted once by score, so that weighted rates cost O(N) each (bootstrap).
+
+    ``rates(w)`` gives FAR/FRR at every distinct score and +inf when trial i
+    counts ``w[i]`` times (all 1: the plain rates)::
+
+        FRR(t) = sum_i w_i [y_i = 1, s_i < t] / sum_i w_i [y_i = 1]
+        FAR(t) = sum_i w_i [y_i = 0, s_i >= t] / sum_i w_i [y_i = 0]
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray):
+        self.order = np.argsort(scores)  # order within tied scores is irrelevant
+        sorted_scores = scores[self.order]
+        self.labels = labels[self.order]
+        # first[i]: index in sorted order where the i-th distinct score starts;
+        # thresholding at it rejects exactly the first[i] lowest-scored trials.
+        first = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        self.first = np.r_[first, len(scores)]
+        self.thresholds = np.r_[sorted_scores[self.first[:-1]], np.inf]
+
+    def rates(self, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """``(far, frr)`` ``[U + 1]``; ``weights`` ``[N]`` in the original trial order."""
+        w = np.ones(len(self.labels)) if weights is None else weights[self.order]
+        targets_below = np.r_[0, np.cumsum(w * self.labels)][self.first]
+        nontargets_below = np.r_[0, np.cumsum(w * ~self.labels)][self.first]
+        frr = targets_below / targets_below[-1]
+        far = (nontargets_below[-1] - nontargets_below) / nontargets_below[-1]
+        return far, frr
+
+
+def _eer_point(thresholds: np.ndarray, far: np.ndarray, frr: np.ndarray) -> Tuple[float, float]:
+    """EER and its threshold from operating points (see :func:`eer`)."""
+    diff = frr - far
+    k = int(np.argmax(diff >= 0))  # exists and is >= 1: diff[0] < 0 <= diff[-1]
+    a = diff[k - 1] / (diff[k - 1] - diff[k])
+    rate = frr[k - 1] + a * (frr[k] - frr[k - 1])
+    if np.isinf(thresholds[k]):
+        threshold = thresholds[k - 1]
+    else:
+        threshold = (1 - a) * thresholds[k - 1] + a * thresholds[k]
+    return float(rate), float(threshold)
+
+
+def _min_dcf_point(thresholds: np.ndarray, far: np.ndarray, frr: np.ndarray, p_target: float,
+                   c_miss: float = 1, c_fa: float = 1) -> Tuple[float, float]:
+    """Normalised minDCF and its threshold from operating points (see :func:`min_dcf`)."""
+    cost = c_miss * p_target * frr + c_fa * (1 - p_target) * far
+    k = int(np.argmin(cost))
+    normaliser = min(c_miss * p_target, c_fa * (1 - p_target))
+    return float(cost[k] / normaliser), float(thresholds[k])
 
 
 def det_curve(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,16 +218,7 @@ def eer(scores: ArrayLike, labels: ArrayLike) -> Tuple[float, float]:
     >>> eer([0.3, 0.8, 0.1, 0.6], [1, 1, 0, 0])
     (0.5, 0.6)
     """
-    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
-    diff = frr - far
-    k = int(np.argmax(diff >= 0))  # exists and is >= 1: diff[0] < 0 <= diff[-1]
-    a = diff[k - 1] / (diff[k - 1] - diff[k])
-    rate = frr[k - 1] + a * (frr[k] - frr[k - 1])
-    if np.isinf(thresholds[k]):
-        threshold = thresholds[k - 1]
-    else:
-        threshold = (1 - a) * thresholds[k - 1] + a * thresholds[k]
-    return float(rate), float(threshold)
+    return _eer_point(*_operating_points(*_check_trials(scores, labels)))
 
 
 def min_dcf(
@@ -244,11 +274,7 @@ def min_dcf(
         raise ValueError(f"p_target must be in (0, 1), got {p_target}")
     if not (c_miss > 0 and c_fa > 0):
         raise ValueError(f"c_miss and c_fa must be > 0, got {c_miss} and {c_fa}")
-    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
-    cost = c_miss * p_target * frr + c_fa * (1 - p_target) * far
-    k = int(np.argmin(cost))
-    normaliser = min(c_miss * p_target, c_fa * (1 - p_target))
-    return float(cost[k] / normaliser), float(thresholds[k])
+    return _min_dcf_point(*_operating_points(*_check_trials(scores, labels)), p_target, c_miss, c_fa)
 
 
 def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float = 0.01) -> float:
@@ -316,37 +342,17 @@ def error_rates(scores: ArrayLike, labels: ArrayLike, threshold: float) -> Tuple
 
 
 # ------------------------------------------------------------------ bootstrap
-Statistic = Callable[[np.ndarray, np.ndarray], float]
+BOOTSTRAP_METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 
 
-def eer_statistic(scores: np.ndarray, labels: np.ndarray) -> float:
-    """EER alone (a bootstrap statistic)."""
-    return eer(scores, labels)[0]
-
-
-def min_dcf_statistic(p_target: float) -> Statistic:
-    """Normalised minDCF at ``p_target`` alone (a bootstrap statistic)."""
-    return lambda scores, labels: min_dcf(scores, labels, p_target)[0]
-
-
-def _group_indices(groups: ArrayLike) -> List[np.ndarray]:
-    """Trial indices of each distinct group (speaker), in sorted group order."""
-    groups = np.asarray(groups)
-    if groups.ndim != 1:
-        raise ValueError(f"groups must be 1-D, got shape {groups.shape}")
-    _, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-    return np.split(order, bounds)
-
-
-def speaker_resamples(groups: ArrayLike, num_resamples: int, seed: int = 0) -> List[np.ndarray]:
-    """Trial indices of ``num_resamples`` speaker-level bootstrap resamples.
+def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> np.ndarray:
+    """Trial weights of ``num_resamples`` speaker-level bootstrap resamples, ``[R, N]``.
 
     Each resample draws as many speakers as there are, with replacement, and
-    takes every trial of each drawn speaker (a speaker drawn twice counts
-    twice). Trials of one speaker are correlated; resampling speakers, not
-    trials, keeps that in the interval (Bolle et al.'s "subsets bootstrap").
+    keeps every trial of each drawn speaker: a trial's weight is the number
+    of times its speaker was drawn. Trials of one speaker are correlated;
+    resampling speakers, not trials, keeps that in the interval (Bolle et
+    al.'s "subsets bootstrap").
 
     Arguments
     ---------
@@ -355,40 +361,115 @@ def speaker_resamples(groups: ArrayLike, num_resamples: int, seed: int = 0) -> L
 
     Example
     -------
-    >>> picks = speaker_resamples(["a", "a", "b"], 2, seed=0)
-    >>> len(picks), all(set(p.tolist()) <= {0, 1, 2} for p in picks)
-    (2, True)
+    >>> w = speaker_weights(["a", "a", "b"], 4, seed=0)  # 2 draws of 2 speakers
+    >>> w.shape, bool((w[:, 0] == w[:, 1]).all()), bool((w[:, 0] + w[:, 2] == 2).all())
+    ((4, 3), True, True)
     """
-    members = _group_indices(groups)
-    if len(members) < 2:
-        raise ValueError(f"a speaker bootstrap needs at least 2 test speakers, got {len(members)}")
+    groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise ValueError(f"groups must be 1-D, got shape {groups.shape}")
+    _, index = np.unique(groups, return_inverse=True)
+    num_groups = int(index.max()) + 1 if len(index) else 0
+    if num_groups < 2:
+        raise ValueError(f"a speaker bootstrap needs at least 2 test speakers, got {num_groups}")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(members), size=(num_resamples, len(members)))
-    return [np.concatenate([members[g] for g in row]) for row in draws]
+    draws = rng.integers(0, num_groups, size=(num_resamples, num_groups))
+    counts = np.stack([np.bincount(row, minlength=num_groups) for row in draws])  # [R, G]
+    return counts[:, index].astype(float)
+
+
+def _weighted_metrics(trials: _SortedTrials, weights: np.ndarray) -> Dict[str, float]:
+    """EER and normalised minDCF (0.01, 0.05) with trial weights ``[N]``."""
+    points = (trials.thresholds, *trials.rates(weights))
+    return {"eer": _eer_point(*points)[0], "min_dcf_0.01": _min_dcf_point(*points, 0.01)[0],
+            "min_dcf_0.05": _min_dcf_point(*points, 0.05)[0]}
+
+
+def bootstrap_values(
+    scores_a: ArrayLike,
+    scores_b: Optional[ArrayLike],
+    labels: ArrayLike,
+    groups: ArrayLike,
+    num_resamples: int = 1000,
+    seed: int = 0,
+) -> Dict[str, np.ndarray]:
+    """EER and minDCF (0.01, 0.05) of ``a``, or of ``a`` minus ``b``, on each speaker resample.
+
+    Returns ``{metric: [R]}``. Resample r is the same for every call with the
+    same ``groups`` and ``seed``, so the values of several systems (or the
+    mean over training seeds of one system) combine resample by resample.
+    Resamples lacking a class are NaN. Each system is sorted once; a
+    resample then costs O(N) (weighted cumulative sums).
+    """
+    labels = _check_trials(scores_a, labels)[1]
+    systems = [_SortedTrials(_check_trials(s, labels)[0], labels) for s in (scores_a, scores_b) if s is not None]
+    if len(np.asarray(groups)) != len(labels):
+        raise ValueError(f"groups hold {len(np.asarray(groups))} speakers for {len(labels)} trials")
+    values = {name: np.full(num_resamples, np.nan) for name in BOOTSTRAP_METRICS}
+    for r, weights in enumerate(speaker_weights(groups, num_resamples, seed)):
+        if not weights[labels].any() or not weights[~labels].any():
+            continue
+        metrics = [_weighted_metrics(trials, weights) for trials in systems]
+        for name in BOOTSTRAP_METRICS:
+            values[name][r] = metrics[0][name] - (metrics[1][name] if len(metrics) > 1 else 0.0)
+    if np.isnan(values["eer"]).all():
+        raise ValueError("no bootstrap resample holds both target and non-target trials")
+    return values
+
+
+def percentile_ci(values: ArrayLike, confidence: float = 0.95) -> Tuple[float, float]:
+    """The ``confidence`` percentile interval of bootstrap values (NaNs ignored)."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(np.asarray(values, dtype=float), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_bootstrap_ci(
+    scores_a: ArrayLike,
+    scores_b: Optional[ArrayLike],
+    labels: ArrayLike,
+    groups: ArrayLike,
+    num_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Dict[str, Tuple[float, float]]:
+    """Bootstrap interval of ``metric(a) - metric(b)`` on the same trials and resamples.
+
+    Both systems are scored on every resample of test speakers, so their
+    shared difficulty cancels: a difference whose interval excludes 0 is
+    significant at ``1 - confidence``. With ``scores_b=None`` this is the
+    plain interval of ``metric(a)`` (:func:`bootstrap_ci`).
+
+    Example
+    -------
+    >>> s = np.array([0.9, 0.2, 0.8, 0.4, 0.7, 0.1])
+    >>> paired_bootstrap_ci(s, s, [1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], num_resamples=50)["eer"]
+    (0.0, 0.0)
+    """
+    values = bootstrap_values(scores_a, scores_b, labels, groups, num_resamples, seed)
+    return {name: percentile_ci(v, confidence) for name, v in values.items()}
 
 
 def bootstrap_ci(
     scores: ArrayLike,
     labels: ArrayLike,
     groups: ArrayLike,
-    statistics: Optional[Dict[str, Statistic]] = None,
     num_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Dict[str, Tuple[float, float]]:
-    """Speaker-level bootstrap percentile intervals of EER and minDCF.
+    """Speaker-level bootstrap percentile intervals of EER and normalised minDCF.
 
     Arguments
     ---------
     scores, labels : ``[N]`` trial scores and 1/0 labels.
     groups : ``[N]`` test speaker of each trial.
-    statistics : ``{name: f(scores, labels) -> float}``; default EER and
-        normalised minDCF at p_target 0.01 and 0.05 (``eer``, ``min_dcf_0.01``, ``min_dcf_0.05``).
 
     Returns
     -------
-    ``{name: (low, high)}``, the ``confidence`` percentile interval over the
-    resamples (resamples lacking a class are skipped).
+    ``{"eer" | "min_dcf_0.01" | "min_dcf_0.05": (low, high)}``, the
+    ``confidence`` percentile interval over the resamples (resamples lacking
+    a class are skipped).
 
     Example
     -------
@@ -399,76 +480,4 @@ def bootstrap_ci(
     >>> low < eer(scores, labels)[0] < high
     True
     """
-    return paired_bootstrap_ci(scores, None, labels, groups, statistics, num_resamples, confidence, seed)
-
-
-def paired_bootstrap_ci(
-    scores_a: ArrayLike,
-    scores_b: Optional[ArrayLike],
-    labels: ArrayLike,
-    groups: ArrayLike,
-    statistics: Optional[Dict[str, Statistic]] = None,
-    num_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Dict[str, Tuple[float, float]]:
-    """Bootstrap interval of ``stat(a) - stat(b)`` on the same trials and resamples.
-
-    Both systems are scored on every resample of test speakers, so their
-    shared difficulty cancels: a difference whose interval excludes 0 is
-    significant at ``1 - confidence``. With ``scores_b=None`` this is the
-    plain interval of ``stat(a)`` (:func:`bootstrap_ci`).
-
-    Example
-    -------
-    >>> s = np.array([0.9, 0.2, 0.8, 0.4, 0.7, 0.1])
-    >>> paired_bootstrap_ci(s, s, [1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], num_resamples=50)["eer"]
-    (0.0, 0.0)
-    """
-    values = bootstrap_values(scores_a, scores_b, labels, groups, statistics, num_resamples, seed)
-    return {name: percentile_ci(v, confidence) for name, v in values.items()}
-
-
-def bootstrap_values(
-    scores_a: ArrayLike,
-    scores_b: Optional[ArrayLike],
-    labels: ArrayLike,
-    groups: ArrayLike,
-    statistics: Optional[Dict[str, Statistic]] = None,
-    num_resamples: int = 1000,
-    seed: int = 0,
-) -> Dict[str, np.ndarray]:
-    """``stat(a)`` (or ``stat(a) - stat(b)``) on each speaker resample: ``{name: [R]}``.
-
-    Resample r is the same for every call with the same ``groups`` and
-    ``seed``, so the values of several systems (or the mean over training
-    seeds of one system) can be combined resample by resample. Resamples
-    lacking a class are NaN.
-    """
-    scores_a, labels = _check_trials(scores_a, labels)
-    if scores_b is not None:
-        scores_b, _ = _check_trials(scores_b, labels)
-    statistics = statistics or {"eer": eer_statistic, "min_dcf_0.01": min_dcf_statistic(0.01),
-                                "min_dcf_0.05": min_dcf_statistic(0.05)}
-    if len(np.asarray(groups)) != len(labels):
-        raise ValueError(f"groups hold {len(np.asarray(groups))} speakers for {len(labels)} trials")
-    values = {name: np.full(num_resamples, np.nan) for name in statistics}
-    for r, pick in enumerate(speaker_resamples(groups, num_resamples, seed)):
-        y = labels[pick]
-        if y.all() or not y.any():
-            continue
-        for name, stat in statistics.items():
-            value = stat(scores_a[pick], y)
-            if scores_b is not None:
-                value -= stat(scores_b[pick], y)
-            values[name][r] = value
-    if np.isnan(values[next(iter(values))]).all():
-        raise ValueError("no bootstrap resample holds both target and non-target trials")
-    return values
-
-
-def percentile_ci(values: ArrayLike, confidence: float = 0.95) -> Tuple[float, float]:
-    """The ``confidence`` percentile interval of bootstrap values (NaNs ignored)."""
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.nanpercentile(np.asarray(values, dtype=float), [tail, 100 - tail])
-    return float(low), float(high)
+    return paired_bootstrap_ci(scores, None, labels, groups, num_resamples, confidence, seed)

@@ -15,6 +15,14 @@ Scoring follows the paper's evaluation conventions (method brief, section 4):
   of the ``top_n`` highest cosine scores of the enrolment embedding against the
   cohort, and ``mu_t``, ``sigma_t`` the same for the test embedding.
 - **S-norm**: the same formula over the whole cohort (``top_n = C``).
+- **Enrolment**: a speaker's voiceprint is the mean of its L2-normalised
+  utterance embeddings, ``v = (1/N) sum_i e_i/|e_i|`` (:func:`voiceprints`).
+
+The score a deployed system compares with its threshold is a :class:`Scoring`
+(``cosine`` or ``asnorm`` with its cohort). Evaluation, the voiceprint store
+and the access-control CLI all enrol with :func:`voiceprints` and score with a
+:class:`Scoring`, so the threshold measured on the trial lists is the one that
+applies at the door.
 
 Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair
 ``(ids, matrix [N, D])``. Work is done in float64 torch tensors, in batches of
@@ -24,6 +32,7 @@ Trial files have one trial a line, ``enroll_id test_id target|nontarget``
 (``1``/``0`` are accepted for the label); see ``data_prep``.
 """
 import os
+from dataclasses import dataclass
 from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -36,6 +45,7 @@ Embeddings = Union[Mapping[str, ArrayLike], Tuple[Sequence[str], ArrayLike]]
 Trial = Tuple[str, str, int]
 
 _LABELS = {"target": 1, "1": 1, "nontarget": 0, "0": 0}
+SCORE_KINDS = ("cosine", "asnorm")
 
 
 def read_trials(
@@ -125,6 +135,36 @@ def write_scores(path: Union[str, os.PathLike], trials: Sequence[Trial], scores:
     with atomic_write(path) as f:
         for (enroll_id, test_id, label), score in zip(trials, scores.tolist()):
             f.write(f"{enroll_id} {test_id} {score:.6f} {'target' if label else 'nontarget'}\n")
+
+
+def read_scores(path: Union[str, os.PathLike]) -> Tuple[List[Trial], np.ndarray]:
+    """Read a :func:`write_scores` file: ``(trials, scores [T])``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
+    >>> write_scores(path, [("spk1", "utt7", 1), ("spk2", "utt7", 0)], [0.25, -0.5])
+    >>> read_scores(path)
+    ([('spk1', 'utt7', 1), ('spk2', 'utt7', 0)], array([ 0.25, -0.5 ]))
+    """
+    trials, scores = [], []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4 or fields[3] not in _LABELS:
+                raise ValueError(f"{path}:{line_no}: expected 'enroll_id test_id score target|nontarget', "
+                                 f"got {line.strip()!r}")
+            try:
+                scores.append(float(fields[2]))
+            except ValueError:
+                raise ValueError(f"{path}:{line_no}: score {fields[2]!r} is not a number") from None
+            trials.append((fields[0], fields[1], _LABELS[fields[3]]))
+    if not trials:
+        raise ValueError(f"{path}: no scores")
+    return trials, np.asarray(scores)
 
 
 def cosine_scores(
@@ -273,6 +313,110 @@ def s_norm(
     """
     cohort = _to_tensor(cohort, "cohort")
     return as_norm(scores, trials, enroll, test, cohort, len(cohort), mean, batch_size)
+
+
+def voiceprints(embeddings: ArrayLike, owner: Optional[ArrayLike] = None,
+                num_groups: Optional[int] = None) -> torch.Tensor:
+    """Enrolment voiceprints: the mean of the L2-normalised embeddings of each group.
+
+    ::
+
+        v[g] = (1 / |S_g|) * sum_{i in S_g} e[i] / |e[i]|      S_g = {i : owner[i] = g}
+
+    The one enrolment rule of the project: evaluation
+    (``embeddings.embed_rows``), the voiceprint store and the access-control
+    CLI all call it. Normalising before averaging gives every utterance the
+    same weight, whatever the norm of its embedding.
+
+    Arguments
+    ---------
+    embeddings : array-like
+        Utterance embeddings, shape ``[S, D]``.
+    owner : array-like, optional
+        Group (speaker or manifest row) of each embedding, integers ``[S]``;
+        default: all rows form one group.
+    num_groups : int, optional
+        Number of groups ``G``; default ``max(owner) + 1``. Every group needs
+        at least one embedding.
+
+    Returns
+    -------
+    torch.Tensor
+        Voiceprints ``[G, D]``, float32 (computed in float64).
+
+    Example
+    -------
+    >>> [round(x, 4) for x in voiceprints([[3.0, 4.0], [0.0, 2.0]])[0].tolist()]  # mean of [0.6, 0.8], [0, 1]
+    [0.3, 0.9]
+    >>> voiceprints([[2.0, 0.0], [0.0, 5.0], [1.0, 0.0]], owner=[0, 1, 0]).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    matrix = _to_tensor(embeddings, "embeddings")
+    if matrix.dim() != 2 or len(matrix) == 0:
+        raise ValueError(f"need embeddings [S, D] with S >= 1, got shape {tuple(matrix.shape)}")
+    owner = torch.zeros(len(matrix), dtype=torch.long) if owner is None else torch.as_tensor(owner).long()
+    if owner.shape != (len(matrix),):
+        raise ValueError(f"need one group per embedding: {len(matrix)} embeddings, owner of shape {tuple(owner.shape)}")
+    num_groups = int(owner.max()) + 1 if num_groups is None else num_groups
+    counts = torch.bincount(owner, minlength=num_groups)  # [G]
+    if len(counts) != num_groups or (counts == 0).any():
+        raise ValueError(f"every one of the {num_groups} groups needs an embedding, group counts {counts.tolist()}")
+    unit = _normalise_rows(matrix, None)  # [S, D]
+    sums = torch.zeros(num_groups, matrix.shape[1], dtype=torch.float64).index_add_(0, owner, unit)
+    return (sums / counts.unsqueeze(1)).float()
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The score of a trial that a deployed threshold applies to.
+
+    ::
+
+        cosine:  s  = <v/|v|, t/|t|>                                 (cosine_scores)
+        asnorm:  s' = 0.5 * [(s - mu_v)/sigma_v + (s - mu_t)/sigma_t]  (as_norm, top_n of the cohort)
+
+    for an enrolment voiceprint ``v`` [D] (:func:`voiceprints`) and a test
+    embedding ``t`` [D]. ``recipes/evaluate.py`` calibrates the threshold on
+    one of these, the model folder records which (``threshold.json`` and
+    ``cohort.pt``), and the access-control front end scores with the same one.
+
+    Arguments
+    ---------
+    kind : str
+        ``"cosine"`` or ``"asnorm"``.
+    cohort : torch.Tensor, optional
+        AS-norm cohort ``[C, D]`` (training-speaker voiceprints); required
+        for, and only for, ``asnorm``.
+    top_n : int
+        AS-norm top-N cohort scores per side.
+
+    Example
+    -------
+    >>> trials = [("a", "x", 1)]
+    >>> Scoring()(trials, {"a": [1.0, 0.0]}, {"x": [1.0, 1.0]}).round(4).tolist()
+    [0.7071]
+    >>> cohort = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> Scoring("asnorm", cohort, top_n=3)(trials, {"a": [1.0, 0.0]}, {"x": [1.0, 1.0]}).round(4).tolist()
+    [-0.1891]
+    """
+
+    kind: str = "cosine"
+    cohort: Optional[torch.Tensor] = None
+    top_n: int = 100
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCORE_KINDS:
+            raise ValueError(f"score kind must be one of {', '.join(SCORE_KINDS)}, got {self.kind!r}")
+        if (self.kind == "asnorm") != (self.cohort is not None):
+            raise ValueError("asnorm scoring needs a cohort and cosine scoring takes none")
+
+    def __call__(self, trials: Sequence[Trial], enroll: Embeddings, test: Embeddings,
+                 mean: Optional[ArrayLike] = None) -> np.ndarray:
+        """Scores of ``trials`` ``[T]`` (arguments as in :func:`cosine_scores`)."""
+        raw = cosine_scores(trials, enroll, test, mean)
+        if self.kind == "cosine":
+            return raw
+        return as_norm(raw, trials, enroll, test, self.cohort, self.top_n, mean)
 
 
 def _to_tensor(x: ArrayLike, name: str) -> torch.Tensor:

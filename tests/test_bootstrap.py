@@ -3,10 +3,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from speechbrain_ext.metrics import (bootstrap_ci, bootstrap_values, eer, eer_statistic, paired_bootstrap_ci,
-                                     speaker_resamples)
-
-EER_ONLY = {"eer": eer_statistic}
+from speechbrain_ext.metrics import (bootstrap_ci, bootstrap_values, eer, min_dcf, paired_bootstrap_ci,
+                                     speaker_weights)
 
 
 def synthetic_trials(rng, speakers=30, targets=10, nontargets=60, shift=0.0):
@@ -30,7 +28,7 @@ def test_ci_covers_the_true_eer_in_at_least_90_percent_of_repeats():
     repeats, covered = 60, 0
     for r in range(repeats):
         scores, labels, groups = synthetic_trials(rng)
-        low, high = bootstrap_ci(scores, labels, groups, EER_ONLY, num_resamples=200, seed=r)["eer"]
+        low, high = bootstrap_ci(scores, labels, groups, num_resamples=200, seed=r)["eer"]
         covered += low <= truth <= high
     assert covered / repeats >= 0.9
 
@@ -38,8 +36,8 @@ def test_ci_covers_the_true_eer_in_at_least_90_percent_of_repeats():
 def test_speaker_correlation_widens_the_interval():
     """Trials of one speaker are correlated: resampling speakers must see it (a trial bootstrap would not)."""
     rng = np.random.default_rng(1)
-    independent = bootstrap_ci(*synthetic_trials(rng, shift=0.0), EER_ONLY, num_resamples=300)["eer"]
-    correlated = bootstrap_ci(*synthetic_trials(rng, shift=1.0), EER_ONLY, num_resamples=300)["eer"]
+    independent = bootstrap_ci(*synthetic_trials(rng, shift=0.0), num_resamples=300)["eer"]
+    correlated = bootstrap_ci(*synthetic_trials(rng, shift=1.0), num_resamples=300)["eer"]
     assert correlated[1] - correlated[0] > 1.5 * (independent[1] - independent[0])
 
 
@@ -59,13 +57,25 @@ def test_paired_ci_finds_a_real_difference_and_its_sign():
     assert low <= point <= high
 
 
-def test_resamples_draw_whole_speakers():
+def test_resamples_weigh_whole_speakers():
     groups = np.repeat(["a", "b", "c"], [2, 3, 4])
-    for pick in speaker_resamples(groups, 20, seed=0):
-        drawn = groups[pick]
-        for spk, size in (("a", 2), ("b", 3), ("c", 4)):
-            assert (drawn == spk).sum() % size == 0
-        assert len(pick) in {sum(c) for c in __import__("itertools").product([2, 3, 4], repeat=3)}
+    weights = speaker_weights(groups, 20, seed=0)
+    for row in weights:
+        for spk in "abc":
+            assert len(set(row[groups == spk])) == 1  # a speaker's trials are drawn together
+        assert set(row) <= {0, 1, 2, 3} and row[[0, 2, 5]].sum() == 3  # 3 draws of 3 speakers
+
+
+def test_weighted_metrics_equal_metrics_on_the_repeated_trials():
+    """A resample's weighted EER/minDCF equal those of the trials actually repeated."""
+    rng = np.random.default_rng(5)
+    scores, labels, groups = synthetic_trials(rng, speakers=6, targets=5, nontargets=20)
+    weights = speaker_weights(groups, 3, seed=1)
+    values = bootstrap_values(scores, None, labels, groups, num_resamples=3, seed=1)
+    for r in range(3):
+        picked = np.repeat(np.arange(len(scores)), weights[r].astype(int))
+        assert np.isclose(values["eer"][r], eer(scores[picked], labels[picked])[0])
+        assert np.isclose(values["min_dcf_0.01"][r], min_dcf(scores[picked], labels[picked], 0.01)[0])
 
 
 def test_bootstrap_values_align_across_systems():
