@@ -71,7 +71,8 @@ def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
 
 
 def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[str, float]) -> None:
-    """Enrol three test speakers and make a genuine and an impostor claim through the CLI."""
+    """Enrol three test speakers, make a genuine, an impostor and a replayed claim through the CLI,
+    and print the audit log of it all."""
     with open(manifests / "enroll.csv", newline="") as f:
         enroll = {r["spk_id"]: r["wav"] for r in csv.DictReader(f)}
     with open(manifests / "test.csv", newline="") as f:
@@ -87,7 +88,7 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
         run(cli + ["enroll", "--model", model, "--db", db, spk, enroll[spk]], timings,
             f"enrol {spk} (access-control CLI)")
     run(cli + ["list", "--db", db], timings, "list enrolled speakers")
-    for claim, wav in (("genuine", tests[spk_a]), ("impostor", tests[spk_b])):
+    for claim, wav in (("genuine", tests[spk_a]), ("impostor", tests[spk_b]), ("replayed genuine", tests[spk_a])):
         cmd = cli + ["verify", "--model", model, "--db", db, spk_a, wav]
         print(f"\n=== {claim} claim to be {spk_a}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
         start = time.time()
@@ -96,6 +97,7 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
         if status not in (0, 1):
             sys.exit(f"demo: verify failed with status {status}")
         print(f"exit status {status}: {'accepted' if status == 0 else 'rejected'}")
+    run(cli + ["log", "--db", db], timings, "audit log: enrolments and claims")
 
 
 def main() -> None:

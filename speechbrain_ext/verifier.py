@@ -39,7 +39,7 @@ from speechbrain_ext.audio import SAMPLE_RATE, AudioError
 from speechbrain_ext.export import load_verifier
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.scoring import as_norm, cosine_scores
-from speechbrain_ext.voiceprints import VoiceprintStore, model_hash
+from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
 
 PathLike = Union[str, os.PathLike]
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
@@ -239,7 +239,8 @@ class Verifier:
             emb = self.model.encode_batch(wav.unsqueeze(0))  # [1, 1, D]
         return emb.reshape(-1).float().cpu().numpy()
 
-    def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True) -> int:
+    def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True,
+               event: Optional[Event] = None) -> int:
         """Enrol (or re-enrol) a speaker from several utterances.
 
         Every utterance is checked and embedded before the database is
@@ -254,6 +255,8 @@ class Verifier:
             Utterances (files, or 16 kHz samples ``[T]``), at least one.
         replace : bool
             True: drop the speaker's previous utterances; False: add to them.
+        event : Event, optional
+            Audit row logged in the enrolment's transaction.
 
         Returns
         -------
@@ -269,7 +272,7 @@ class Verifier:
             raise ValueError("enroll needs a list of one or more utterances")
         names = [str(a) if isinstance(a, (str, os.PathLike)) else f"audio #{i}" for i, a in enumerate(audios)]
         embeddings = np.stack([self.embed(a, n) for a, n in zip(audios, names)])  # [N, D]
-        return self.store.save(speaker_id, embeddings, names, replace)
+        return self.store.save(speaker_id, embeddings, names, replace, event)
 
     def _scores(self, speakers: List[str], voiceprints: np.ndarray, test: np.ndarray) -> np.ndarray:
         """Scores of one test embedding [D] against voiceprints [S, D], shape ``[S]``."""

@@ -1,4 +1,4 @@
-"""Voiceprint store: enrolled speakers in one SQLite file (standard library only).
+"""Voiceprint store: enrolled speakers and an audit trail in one SQLite file (standard library only).
 
 Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA
 user_version`` = :data:`SCHEMA_VERSION`, so a database that is not ours is
@@ -9,6 +9,9 @@ recognised before it is touched)::
              created_at TEXT, updated_at TEXT)     voiceprint: float32 [D]
     embeddings(id INTEGER PRIMARY KEY, speaker_id TEXT, embedding BLOB,
                source TEXT, created_at TEXT)        embedding: float32 [D], L2-normalised
+    events(id INTEGER PRIMARY KEY, time TEXT, command TEXT, speaker_id TEXT,
+           score REAL, threshold REAL, decision TEXT, error TEXT,
+           audio_sha256 TEXT, model_hash TEXT)     the audit trail (schema version 2), see Event
 
 The voiceprint of a speaker is the mean of its L2-normalised utterance
 embeddings::
@@ -24,28 +27,46 @@ Safety:
   made its embeddings (:func:`model_hash`); opening it with another model
   raises :class:`VoiceprintError`, so voiceprints of different models are
   never compared.
+- **Private files.** The database is created with mode 0600 (less the umask),
+  and SQLite gives its ``-wal`` and ``-shm`` the database's mode. Opening a
+  database that other users can access logs one warning.
+- **Nothing half-made.** A new database is created by its first write, in
+  that write's transaction: a store opened with ``create=True`` leaves no file
+  until something is saved. An SQLite file without any schema (e.g. left by a
+  crash during that first write) counts as empty and is initialised.
+- **Erasure.** Connections run with ``PRAGMA secure_delete = ON`` (deleted rows
+  are overwritten with zeros), and a transaction that deleted rows (removal,
+  re-enrolment) is followed by ``PRAGMA wal_checkpoint(TRUNCATE)``, so no copy
+  stays in the ``-wal`` file.
 - **WAL journal**: readers (verification) proceed while one writer enrols.
-- **Atomic enrolment**: each write runs in one ``BEGIN IMMEDIATE`` transaction,
+- **Atomic writes**: each write runs in one ``BEGIN IMMEDIATE`` transaction,
   so a process killed mid-enrolment leaves the old voiceprint or the new
-  one, never a mixture.
+  one, never a mixture, and committed events are never lost. Two writers
+  queue (for up to :data:`BUSY_TIMEOUT_S`) instead of failing.
+- **Upgrades**: a database of schema version 1 (no ``events``) is upgraded in
+  one transaction when opened, or refused if the file is read-only.
 - A file whose permissions grant no write access is refused for writing, even
   to root.
 """
 import contextlib
+import dataclasses
 import hashlib
+import logging
 import os
 import sqlite3
-import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 PathLike = Union[str, os.PathLike]
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's transaction
 HASHED_FILES = ("embedding_model.ckpt", "hyperparams.yaml")
+FILE_MODE = 0o600  # database, -wal and -shm: owner only
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +86,28 @@ CREATE TABLE embeddings (
 );
 CREATE INDEX embeddings_speaker ON embeddings(speaker_id);
 """
-_TABLES = {"meta", "speakers", "embeddings"}
+# _UPGRADES[v]: the statements that turn schema version v into v + 1; a new
+# database is _SCHEMA (version 1) followed by all of them.
+_UPGRADES = {
+    1: """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    command TEXT NOT NULL,
+    speaker_id TEXT,
+    score REAL,
+    threshold REAL,
+    decision TEXT NOT NULL,
+    error TEXT,
+    audio_sha256 TEXT,
+    model_hash TEXT NOT NULL
+);
+CREATE INDEX events_speaker ON events(speaker_id, time);
+CREATE INDEX events_audio ON events(audio_sha256);
+""",
+}
+_TABLES = {"meta", "speakers", "embeddings", "events"}
+_warned_paths: Set[str] = set()  # databases already reported as open to other users
 
 
 class VoiceprintError(ValueError):
@@ -79,6 +121,54 @@ class SpeakerInfo(NamedTuple):
     num_utterances: int
     created_at: str
     updated_at: str
+
+
+@dataclasses.dataclass
+class Event:
+    """One row of the audit trail (table ``events``). No audio is stored, only its SHA-256.
+
+    Arguments
+    ---------
+    command : str
+        ``enroll``, ``verify``, ``identify`` or ``remove``.
+    speaker_id : str, optional
+        The claimed, enrolled or removed id; for ``identify``, the best match.
+    decision : str
+        Claims: ``accept``, ``reject``, ``replay`` or ``locked``; ``enrolled``,
+        ``removed``; ``error`` for any command that failed.
+    score, threshold : float, optional
+        The claim's score and the threshold it was held to.
+    error : str, optional
+        The one-line error message when ``decision`` is ``error``.
+    audio_sha256 : str, optional
+        SHA-256 (hex) of the audio file; for ``enroll``, one per file,
+        space-separated, ``-`` for a file that could not be read.
+    time, model_hash : str
+        UTC time (ISO 8601) and the database's model hash, filled in by
+        :meth:`VoiceprintStore.log_event`.
+    """
+
+    command: str
+    speaker_id: Optional[str] = None
+    decision: str = ""
+    score: Optional[float] = None
+    threshold: Optional[float] = None
+    error: Optional[str] = None
+    audio_sha256: Optional[str] = None
+    time: str = ""
+    model_hash: str = ""
+
+
+_EVENT_FIELDS = [field.name for field in dataclasses.fields(Event)]
+_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(_EVENT_FIELDS))})"
+
+
+def _hash_file(digest, path: PathLike) -> None:
+    """Feed the bytes of a file into a hashlib ``digest``."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
 
 
 def model_hash(model_folder: PathLike) -> str:
@@ -99,17 +189,30 @@ def model_hash(model_folder: PathLike) -> str:
     (True, 64)
     """
     digest = hashlib.sha256()
-    with open(Path(model_folder, HASHED_FILES[0]), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    _hash_file(digest, Path(model_folder, HASHED_FILES[0]))
     yaml_lines = Path(model_folder, HASHED_FILES[1]).read_text(encoding="utf-8").splitlines()
     digest.update("\n".join(l for l in yaml_lines if not l.startswith("pretrained_path:")).encode())
     return digest.hexdigest()
 
 
+def audio_sha256(path: PathLike) -> Optional[str]:
+    """SHA-256 (hex) of an audio file's bytes; None if it cannot be read (the audio check says why)."""
+    digest = hashlib.sha256()
+    try:
+        _hash_file(digest, path)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def utc_iso(moment: datetime) -> str:
+    """``moment`` in UTC, ISO 8601 to the second: the format of every time in the database."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now() -> str:
-    """UTC timestamp, ISO 8601 to the second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The current UTC time, as :func:`utc_iso` writes it."""
+    return utc_iso(datetime.now(timezone.utc))
 
 
 def _describe(name: Optional[str], digest: Optional[str]) -> str:
@@ -126,7 +229,7 @@ def _normalise(embeddings: np.ndarray) -> np.ndarray:
 
 
 class VoiceprintStore:
-    """Speakers, their utterance embeddings and voiceprints in one SQLite file.
+    """Speakers, their utterance embeddings and voiceprints, and the audit trail, in one SQLite file.
 
     Arguments
     ---------
@@ -140,8 +243,9 @@ class VoiceprintStore:
     model_name : str
         Shown in the mismatch message (e.g. the model folder).
     create : bool
-        Create the database if the file does not exist (or is empty);
-        otherwise a missing file is an error.
+        Let the first write create the database if the file does not exist
+        (or is an SQLite file without any schema); until then the store reads
+        as empty. Otherwise a missing file is an error.
 
     Raises
     ------
@@ -158,6 +262,8 @@ class VoiceprintStore:
     ...     store.voiceprint("alice").astype(float).round(4).tolist()  # mean of [0.6, 0.8] and [0, 1]
     2
     [0.3, 0.9]
+    >>> oct(os.stat(path).st_mode & 0o777)
+    '0o600'
     >>> VoiceprintStore(path, model_hash="xyz")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -168,83 +274,175 @@ class VoiceprintStore:
                  create: bool = False) -> None:
         self.path = Path(path)
         self.model_hash = model_hash
-        new = not self.path.exists() or (self.path.is_file() and self.path.stat().st_size == 0)
-        if new and not create:
-            raise VoiceprintError(f"{path}: no such voiceprint database (enrol a speaker to create it)")
-        if new and model_hash is None:
-            raise VoiceprintError(f"{path}: a new voiceprint database needs a model")
+        self.model_name = model_name
+        self.connection: Optional[sqlite3.Connection] = None  # None until the database exists
+        self.meta: Dict[str, str] = {}
+        self._erased = False  # the open transaction deleted rows
         if self.path.is_dir():
             raise VoiceprintError(f"{path}: is a folder, not a voiceprint database")
-        try:
-            self.connection = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as err:
-            raise VoiceprintError(f"{path}: cannot open the database ({err})") from None
-        try:
-            self.connection.execute("PRAGMA foreign_keys = ON")
-            if new:
-                self._initialise(model_name)
-            self._check(model_name)
-        except sqlite3.DatabaseError as err:
-            self.connection.close()
-            raise VoiceprintError(f"{path}: not a speechbrain_ext voiceprint database ({err})") from None
-        except VoiceprintError:
-            self.connection.close()
-            raise
+        if self.path.exists():
+            self._open_existing()
+        if self.connection is None and not create:
+            raise VoiceprintError(f"{path}: no such voiceprint database (enrol a speaker to create it)")
+        if self.connection is None and model_hash is None:
+            raise VoiceprintError(f"{path}: a new voiceprint database needs a model")
 
     # ------------------------------------------------------------ opening
-    def _initialise(self, model_name: str) -> None:
-        """Create the schema (WAL mode, markers, model hash) in one transaction."""
-        self._check_writable()
-        self.connection.execute("PRAGMA journal_mode = WAL")
-        with self._transaction():
-            if self._pragma("application_id") == APPLICATION_ID:
-                return  # another process created it first
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.connection.execute(statement)
-            self.connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("model_hash", self.model_hash), ("model_name", model_name), ("created_at", _now())])
+    def _connect(self) -> sqlite3.Connection:
+        """A connection in autocommit mode (transactions are explicit), foreign keys and secure_delete on."""
+        try:
+            connection = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as err:
+            raise VoiceprintError(f"{self.path}: cannot open the database ({err})") from None
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA secure_delete = ON")
+        return connection
 
-    def _check(self, model_name: str) -> None:
-        """Refuse a file that is not ours, of another schema version, or of another model."""
-        app_id, version = self._pragma("application_id"), self._pragma("user_version")
+    def _open_existing(self) -> None:
+        """Connect to an existing file and check it; a file without any schema stays unconnected (empty)."""
+        self.connection = self._connect()
+        try:
+            if self._schema_less():
+                self.close()
+            else:
+                self._check()
+        except sqlite3.DatabaseError as err:
+            self.close()
+            raise VoiceprintError(f"{self.path}: not a speechbrain_ext voiceprint database ({err})") from None
+        except VoiceprintError:
+            self.close()
+            raise
+        self._warn_if_exposed()
+
+    def _schema_less(self) -> bool:
+        """True for an SQLite file with no tables and no application_id (e.g. empty)."""
+        return self._pragma("application_id") == 0 and not self._tables()
+
+    def _tables(self) -> Set[str]:
+        return {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _check(self) -> None:
+        """Refuse a file that is not ours or of another model; upgrade an older schema."""
+        app_id = self._pragma("application_id")
         if app_id != APPLICATION_ID:
             raise VoiceprintError(f"{self.path}: not a speechbrain_ext voiceprint database "
                                   f"(SQLite application_id {app_id}, expected {APPLICATION_ID})")
-        if version != SCHEMA_VERSION:
-            raise VoiceprintError(f"{self.path}: voiceprint schema version {version}, this code reads "
-                                  f"version {SCHEMA_VERSION}")
-        tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not _TABLES <= tables:
-            missing = ", ".join(sorted(_TABLES - tables))
+        self._upgrade()
+        if not _TABLES <= self._tables():
+            missing = ", ".join(sorted(_TABLES - self._tables()))
             raise VoiceprintError(f"{self.path}: voiceprint database lacks table(s) {missing}")
         meta = dict(self.connection.execute("SELECT key, value FROM meta"))
         if self.model_hash is not None and meta.get("model_hash") != self.model_hash:
             made_by = _describe(meta.get("model_name"), meta.get("model_hash"))
             raise VoiceprintError(f"{self.path}: its voiceprints were made by model {made_by}, not by model "
-                                  f"{_describe(model_name, self.model_hash)}; use that model or another database")
+                                  f"{_describe(self.model_name, self.model_hash)}; use that model or another database")
         self.meta = meta
+
+    def _upgrade(self) -> None:
+        """Bring an older schema to :data:`SCHEMA_VERSION` in one transaction, or refuse it in one line."""
+        version = self._pragma("user_version")
+        if version == SCHEMA_VERSION:
+            return
+        if version not in _UPGRADES:
+            raise VoiceprintError(f"{self.path}: voiceprint schema version {version}, this code reads "
+                                  f"versions 1 to {SCHEMA_VERSION}")
+        problem = self._read_only_problem()
+        if problem is not None:
+            raise VoiceprintError(f"{self.path}: voiceprint schema version {version} needs an upgrade to "
+                                  f"version {SCHEMA_VERSION}, but {problem}")
+        with self.transaction():
+            self._apply_upgrades()
+
+    def _apply_upgrades(self) -> None:
+        """Inside a write transaction: run the upgrades from the current version (another process may
+        have run them meanwhile) and set :data:`SCHEMA_VERSION`."""
+        for version in range(self._pragma("user_version"), SCHEMA_VERSION):
+            self._run_script(_UPGRADES[version])
+        self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _run_script(self, script: str) -> None:
+        """Execute ``;``-separated statements inside the open transaction (``executescript`` would commit)."""
+        for statement in script.split(";"):
+            if statement.strip():
+                self.connection.execute(statement)
 
     def _pragma(self, name: str) -> int:
         return int(self.connection.execute(f"PRAGMA {name}").fetchone()[0])
 
-    def _check_writable(self) -> None:
-        """Refuse to write a file (or, for a new one, a folder) without write permission."""
+    def _warn_if_exposed(self) -> None:
+        """Warn once per database if it, its -wal or its -shm grants other users any access."""
+        modes = {}
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                modes[self.path.name + suffix] = os.stat(f"{self.path}{suffix}").st_mode & 0o777
+        exposed = ", ".join(f"{name} {mode:o}" for name, mode in modes.items() if mode & 0o077)
+        if exposed and str(self.path.absolute()) not in _warned_paths:
+            _warned_paths.add(str(self.path.absolute()))
+            logger.warning(f"{self.path}: voiceprints are open to other users (mode {exposed}); "
+                           f"chmod {FILE_MODE:o} {self.path}*")
+
+    def _read_only_problem(self) -> Optional[str]:
+        """Why the file (or, for a new one, its folder) cannot be written, or None."""
         target = self.path if self.path.exists() else self.path.absolute().parent
         mode = target.stat().st_mode
         if not os.access(target, os.W_OK) or not mode & 0o222:
-            raise VoiceprintError(f"{self.path}: the voiceprint database is read-only "
-                                  f"({'file' if target == self.path else 'folder'} permissions {oct(mode & 0o777)})")
+            return (f"the voiceprint database is read-only "
+                    f"({'file' if target == self.path else 'folder'} permissions {oct(mode & 0o777)})")
+        return None
 
     # ------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` if anything fails."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` write transaction; calls made inside it join it.
+
+        The first write to a new database creates the file (mode 0600 less
+        the umask) and its schema in this same transaction. If the body
+        raises, everything is rolled back (a file created here stays without
+        schema, which counts as empty).
+        """
+        if self.connection is not None and self.connection.in_transaction:
+            yield self.connection  # nested: part of the enclosing transaction
+            return
+        problem = self._read_only_problem()
+        if problem is not None:
+            raise VoiceprintError(f"{self.path}: {problem}")
+        creating = self.connection is None
+        try:
+            if creating:
+                self._create_file()
+            with self._immediate():
+                if creating:
+                    self._initialise()
+                yield self.connection
+        except BaseException:
+            if creating:
+                self.close()
+            raise
+
+    def _create_file(self) -> None:
+        """Create the database file with :data:`FILE_MODE` (kept if it exists) and connect in WAL mode."""
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        self.connection = self._connect()
+        self.connection.execute("PRAGMA journal_mode = WAL")
+
+    def _initialise(self) -> None:
+        """Inside the first write transaction: create the schema, unless another process just did."""
+        if self._schema_less():
+            self._run_script(_SCHEMA)
+            self.connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.connection.execute("PRAGMA user_version = 1")
+            self.connection.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("model_hash", self.model_hash), ("model_name", self.model_name), ("created_at", _now())])
+            self._apply_upgrades()
+        self._check()
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (then :meth:`_checkpoint` if rows were deleted), or ``ROLLBACK``."""
+        self._erased = False
         try:
             self.connection.execute("BEGIN IMMEDIATE")
-            yield self.connection
+            yield
             self.connection.execute("COMMIT")
         except BaseException as exc:
             if self.connection.in_transaction:
@@ -252,8 +450,24 @@ class VoiceprintStore:
             if isinstance(exc, sqlite3.OperationalError):
                 raise VoiceprintError(f"{self.path}: cannot write the voiceprint database ({exc})") from None
             raise
+        if self._erased:
+            self._checkpoint()
 
-    def save(self, speaker_id: str, embeddings: np.ndarray, sources: Sequence[str], replace: bool = True) -> int:
+    def _delete(self, sql: str, params: Sequence[object]) -> int:
+        """Run a DELETE inside the open transaction, noting that the WAL must be erased after it."""
+        count = self.connection.execute(sql, params).rowcount
+        self._erased = self._erased or count > 0
+        return count
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the (zero-overwritten) database and truncate it: no deleted row stays in -wal."""
+        busy = self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            logger.warning(f"{self.path}: other connections are reading; deleted voiceprints stay in "
+                           f"{self.path.name}-wal until the next removal or re-enrolment")
+
+    def save(self, speaker_id: str, embeddings: np.ndarray, sources: Sequence[str], replace: bool = True,
+             event: Optional[Event] = None) -> int:
         """Store utterance embeddings of a speaker and recompute its voiceprint, atomically.
 
         Arguments
@@ -265,8 +479,10 @@ class VoiceprintStore:
         sources : sequence of str
             Where each embedding came from (file path or a label), ``[N]``.
         replace : bool
-            True: the speaker's previous embeddings are dropped (re-enrolment);
-            False: these are added to them.
+            True: the speaker's previous embeddings are dropped (re-enrolment)
+            and erased; False: these are added to them.
+        event : Event, optional
+            Audit row logged in the same transaction (see :meth:`log_event`).
 
         Returns
         -------
@@ -282,12 +498,11 @@ class VoiceprintStore:
             raise VoiceprintError(f"need embeddings [N, D] with N >= 1 and one source each, got shape "
                                   f"{embeddings.shape} and {len(sources)} source(s)")
         rows = _normalise(embeddings)
-        self._check_writable()
         now = _now()
-        with self._transaction() as db:
+        with self.transaction() as db:
             old = db.execute("SELECT created_at FROM speakers WHERE speaker_id = ?", (speaker_id,)).fetchone()
             if old is not None and replace:
-                db.execute("DELETE FROM embeddings WHERE speaker_id = ?", (speaker_id,))
+                self._delete("DELETE FROM embeddings WHERE speaker_id = ?", (speaker_id,))
             db.execute("INSERT OR IGNORE INTO speakers VALUES (?, ?, 0, ?, ?)",
                        (speaker_id, b"", now, now))
             db.executemany("INSERT INTO embeddings (speaker_id, embedding, source, created_at) VALUES (?, ?, ?, ?)",
@@ -296,24 +511,44 @@ class VoiceprintStore:
             voiceprint = stored.astype(np.float64).mean(axis=0).astype(np.float32)
             db.execute("UPDATE speakers SET voiceprint = ?, num_utterances = ?, updated_at = ? WHERE speaker_id = ?",
                        (voiceprint.tobytes(), len(stored), now, speaker_id))
+            if event is not None:
+                self.log_event(event)
         return len(stored)
 
-    def remove(self, speaker_id: str) -> None:
-        """Delete a speaker with its embeddings; unknown ids raise :class:`VoiceprintError`."""
-        self._check_writable()
-        with self._transaction() as db:
-            if db.execute("DELETE FROM speakers WHERE speaker_id = ?", (speaker_id,)).rowcount == 0:
+    def remove(self, speaker_id: str, event: Optional[Event] = None) -> None:
+        """Delete and erase a speaker with its embeddings, logging ``event`` in the same transaction.
+
+        Unknown ids raise :class:`VoiceprintError`.
+        """
+        if self.connection is None:  # nothing to remove, and no reason to create the file
+            raise VoiceprintError(self._unknown(speaker_id))
+        with self.transaction():
+            if self._delete("DELETE FROM speakers WHERE speaker_id = ?", (speaker_id,)) == 0:
                 raise VoiceprintError(self._unknown(speaker_id))
+            if event is not None:
+                self.log_event(event)
+
+    def log_event(self, event: Event) -> None:
+        """Append ``event`` to the audit trail, filling in its time and the database's model hash.
+
+        Joins the enclosing transaction if there is one, else runs its own.
+        """
+        with self.transaction() as db:
+            event.time, event.model_hash = _now(), self.meta["model_hash"]
+            db.execute(_INSERT_EVENT, dataclasses.astuple(event))
 
     # ------------------------------------------------------------ reading
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> List[tuple]:
+        """All rows of a query; none while the database does not exist yet."""
+        return [] if self.connection is None else self.connection.execute(sql, params).fetchall()
+
     def _unknown(self, speaker_id: str) -> str:
         if self.count() == 0:
             return f"{self.path}: no speakers are enrolled"
         return f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})"
 
     def _embedding_matrix(self, speaker_id: str) -> np.ndarray:
-        blobs = self.connection.execute("SELECT embedding FROM embeddings WHERE speaker_id = ? ORDER BY id",
-                                        (speaker_id,)).fetchall()
+        blobs = self._rows("SELECT embedding FROM embeddings WHERE speaker_id = ? ORDER BY id", (speaker_id,))
         return np.stack([np.frombuffer(b, dtype=np.float32) for (b,) in blobs]) if blobs else np.zeros((0, 0))
 
     def embeddings(self, speaker_id: str) -> np.ndarray:
@@ -325,14 +560,14 @@ class VoiceprintStore:
 
     def voiceprint(self, speaker_id: str) -> np.ndarray:
         """The speaker's voiceprint, float32 ``[D]``; unknown ids raise :class:`VoiceprintError`."""
-        row = self.connection.execute("SELECT voiceprint FROM speakers WHERE speaker_id = ?", (speaker_id,)).fetchone()
-        if row is None:
+        rows = self._rows("SELECT voiceprint FROM speakers WHERE speaker_id = ?", (speaker_id,))
+        if not rows:
             raise VoiceprintError(self._unknown(speaker_id))
-        return np.frombuffer(row[0], dtype=np.float32).copy()
+        return np.frombuffer(rows[0][0], dtype=np.float32).copy()
 
     def voiceprints(self) -> Tuple[List[str], np.ndarray]:
         """All speaker ids (sorted) and their voiceprints ``[S, D]``; an empty store raises."""
-        rows = self.connection.execute("SELECT speaker_id, voiceprint FROM speakers ORDER BY speaker_id").fetchall()
+        rows = self._rows("SELECT speaker_id, voiceprint FROM speakers ORDER BY speaker_id")
         if not rows:
             raise VoiceprintError(f"{self.path}: no speakers are enrolled")
         matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(len(rows), -1)
@@ -340,16 +575,25 @@ class VoiceprintStore:
 
     def speakers(self) -> List[SpeakerInfo]:
         """Every enrolled speaker, sorted by id."""
-        return [SpeakerInfo(*row) for row in self.connection.execute(
+        return [SpeakerInfo(*row) for row in self._rows(
             "SELECT speaker_id, num_utterances, created_at, updated_at FROM speakers ORDER BY speaker_id")]
 
     def count(self) -> int:
         """Number of enrolled speakers."""
-        return int(self.connection.execute("SELECT COUNT(*) FROM speakers").fetchone()[0])
+        return len(self._rows("SELECT speaker_id FROM speakers"))
+
+    def events(self, speaker_id: Optional[str] = None, since: Optional[str] = None) -> List[Event]:
+        """The audit trail, oldest first: of one speaker id, and from time ``since`` (:func:`utc_iso`) on."""
+        return [Event(*row) for row in self._rows(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE (?1 IS NULL OR speaker_id = ?1) "
+            f"AND (?2 IS NULL OR time >= ?2) ORDER BY id", (speaker_id, since))]
 
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
-        self.connection.close()
+        """Close the connection (a store that never wrote a new database has none)."""
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = None
 
     def __enter__(self) -> "VoiceprintStore":
         return self

@@ -57,26 +57,27 @@ def test_enroll_list_json(demo_db, tiny_model, speaker_corpus, capsys):
 
 def test_verify_exit_codes_follow_threshold(demo_db, tiny_model, speaker_corpus, capsys):
     genuine = speaker_corpus / "spk1" / "utt0.wav"  # spk1's only enrolment utterance: score 1
-    status, out, err = cli(capsys, "verify", "--model", tiny_model, "--db", demo_db, "spk1", genuine, "--json")
+    verify = ["verify", "--model", tiny_model, "--db", demo_db, "--allow-replay", "spk1"]  # files are reused
+    status, out, err = cli(capsys, *verify, genuine, "--json")
     decision = json.loads(out)
     assert status == EXIT_ACCEPT and err == "" and decision["accepted"] and decision["threshold"] == 0.98
     assert decision["score"] == pytest.approx(1.0, abs=1e-5) and decision["score_kind"] == "cosine"
+    assert decision["reason"] is None
     impostor = speaker_corpus / "spk2" / "utt0.wav"
-    status, out, _ = cli(capsys, "verify", "--model", tiny_model, "--db", demo_db, "spk1", impostor,
-                         "--threshold", "0.9999")
+    status, out, _ = cli(capsys, *verify, impostor, "--threshold", "0.9999")
     assert status == EXIT_REJECT and out.startswith("reject spk1: score ") and "threshold 0.9999" in out
-    status, out, _ = cli(capsys, "verify", "--model", tiny_model, "--db", demo_db, "spk1", impostor,
-                         "--threshold", "-1")
+    status, out, _ = cli(capsys, *verify, impostor, "--threshold", "-1")
     assert status == EXIT_ACCEPT and out.startswith("accept spk1")
 
 
 def test_identify(demo_db, tiny_model, speaker_corpus, capsys):
-    probe = speaker_corpus / "spk2" / "utt0.wav"
-    status, out, _ = cli(capsys, "identify", "--model", tiny_model, "--db", demo_db, probe, "--top-k", "2", "--json")
+    probe = speaker_corpus / "spk2" / "utt0.wav"  # spk2's enrolment file, reused: replay checks off
+    identify = ["identify", "--model", tiny_model, "--db", demo_db, "--allow-replay"]
+    status, out, _ = cli(capsys, *identify, probe, "--top-k", "2", "--json")
     ranked = json.loads(out)
     assert len(ranked) == 2 and ranked[0]["speaker_id"] == "spk2" and ranked[0]["score"] >= ranked[1]["score"]
     assert status == (EXIT_ACCEPT if ranked[0]["accepted"] else EXIT_REJECT)
-    status, out, _ = cli(capsys, "identify", "--model", tiny_model, "--db", demo_db, probe, "--threshold", "2")
+    status, out, _ = cli(capsys, *identify, probe, "--threshold", "2")
     assert status == EXIT_REJECT and out.splitlines()[0].startswith("1. spk2  ") and len(out.splitlines()) == 3
 
 
@@ -128,17 +129,19 @@ def test_verify_bad_input_one_line_exit_2(case, demo_db, tiny_model, speaker_cor
 
 
 def test_read_only_database(demo_db, tiny_model, speaker_corpus, capsys):
-    os.chmod(demo_db, 0o444)
+    os.chmod(demo_db, 0o400)
     try:
         probe = speaker_corpus / "spk3" / "utt0.wav"
         status, _, err = cli(capsys, "enroll", "--model", tiny_model, "--db", demo_db, "spk3", probe)
         assert status == EXIT_ERROR and err.count("\n") == 1 and "read-only" in err
         status, _, err = cli(capsys, "remove", "--db", demo_db, "spk0")
         assert status == EXIT_ERROR and "read-only" in err
-        status, _, _ = cli(capsys, "verify", "--model", tiny_model, "--db", demo_db, "spk0", probe)
-        assert status in (EXIT_ACCEPT, EXIT_REJECT)  # claims are still checked
+        status, out, err = cli(capsys, "verify", "--model", tiny_model, "--db", demo_db, "spk0", probe)
+        assert status == EXIT_ERROR and out == "" and "read-only" in err  # a claim that cannot be logged is refused
+        status, out, _ = cli(capsys, "list", "--db", demo_db)
+        assert status == 0 and out.startswith("spk0\t")  # reading still works
     finally:
-        os.chmod(demo_db, 0o644)
+        os.chmod(demo_db, 0o600)
 
 
 def test_remove(demo_db, tiny_model, speaker_corpus, capsys):

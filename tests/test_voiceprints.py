@@ -1,7 +1,10 @@
-"""Voiceprint store: voiceprint maths, re-enrolment, refusals, and atomicity under a crash."""
+"""Voiceprint store: voiceprint maths, re-enrolment, refusals, private files, erasure, schema
+upgrade, and atomicity under a crash and with two writers."""
+import logging
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -10,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechbrain_ext.voiceprints import APPLICATION_ID, VoiceprintError, VoiceprintStore, model_hash
+from speechbrain_ext import voiceprints
+from speechbrain_ext.voiceprints import (APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError, VoiceprintStore,
+                                         model_hash)
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)
@@ -32,8 +37,10 @@ def store(tmp_path):
 def test_schema_markers_and_wal(store):
     db = store.connection
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert {"meta", "speakers", "embeddings", "events"} <= {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
 
 
 def test_voiceprint_is_mean_of_normalised_embeddings(store):
@@ -102,9 +109,17 @@ def test_files_that_are_not_ours(tmp_path):
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE speakers (name TEXT)")
+    before = other.read_bytes()
     with pytest.raises(VoiceprintError, match=r"not a speechbrain_ext voiceprint database \(SQLite application_id 0"):
         VoiceprintStore(other, model_hash="m1", create=True)
-    assert sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall() == [("speakers",)]
+    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "other.db"]
+    future = tmp_path / "future.db"
+    with sqlite3.connect(future) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 3")
+        db.execute("CREATE TABLE meta (key TEXT)")
+    with pytest.raises(VoiceprintError, match="schema version 3, this code reads versions 1 to 2"):
+        VoiceprintStore(future)
 
 
 def test_read_only_database(store):
@@ -137,7 +152,7 @@ def test_exception_mid_transaction_rolls_back(store, monkeypatch):
 CRASH_SCRIPT = """
 import sys, time
 import numpy as np
-from speechbrain_ext.voiceprints import VoiceprintStore
+from speechbrain_ext.voiceprints import Event, VoiceprintStore
 store = VoiceprintStore(sys.argv[1], model_hash="m1")
 inserted = []
 def trace(sql):
@@ -147,12 +162,14 @@ def trace(sql):
             open(sys.argv[2], "w").close()
             time.sleep(60)
 store.connection.set_trace_callback(trace)
-store.save("alice", np.ones((5, 4)), ["new.wav"] * 5)
+store.save("alice", np.ones((5, 4)), ["new.wav"] * 5, event=Event("enroll", "alice", "enrolled"))
 """
 
 
-def test_sigkill_mid_enrolment_leaves_old_voiceprint(store, tmp_path):
-    before, marker = store.voiceprint("alice"), tmp_path / "in_transaction"
+def test_sigkill_mid_enrolment_leaves_old_voiceprint_and_events(store, tmp_path):
+    for n in range(3):
+        store.log_event(Event("verify", "alice", "reject", score=0.1 * n, threshold=0.5, audio_sha256=f"{n:064x}"))
+    before, events, marker = store.voiceprint("alice"), store.events(), tmp_path / "in_transaction"
     proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(store.path), str(marker)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 30
@@ -166,4 +183,168 @@ def test_sigkill_mid_enrolment_leaves_old_voiceprint(store, tmp_path):
         assert np.array_equal(after.voiceprint("alice"), before)
         sources = after.connection.execute("SELECT source FROM embeddings WHERE speaker_id='alice'").fetchall()
         assert sources == [("a1.wav",), ("a2.wav",)]
+        assert after.events() == events  # every committed event kept, the killed one not half-written
         assert after.save("alice", np.ones((5, 4)), ["new.wav"] * 5) == 5  # no stale lock left behind
+
+
+def file_modes(path: Path) -> dict:
+    """Permission bits of the database, its -wal and its -shm (those that exist)."""
+    return {suffix: stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
+            for suffix in ("", "-wal", "-shm") if os.path.exists(f"{path}{suffix}")}
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_new_database_files_are_private(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with VoiceprintStore(tmp_path / "vp.db", model_hash="m1", create=True) as s:
+            s.save("alice", np.ones((1, 4)), ["a.wav"])
+            modes = file_modes(s.path)  # -wal and -shm exist while the connection is open
+    finally:
+        os.umask(previous)
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_database_open_to_others_warns_once_and_still_works(store, caplog):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_ext.voiceprints"):
+        VoiceprintStore(store.path).close()
+        assert caplog.records == []  # private: no warning
+        os.chmod(store.path, 0o644)
+        for _ in range(2):
+            with VoiceprintStore(store.path, model_hash="m1") as shared:
+                assert shared.count() == 2
+    assert len(caplog.records) == 1
+    assert "vp.db: voiceprints are open to other users (mode vp.db 644)" in caplog.records[0].getMessage()
+
+
+def test_new_store_creates_no_file_until_its_first_write(tmp_path, monkeypatch):
+    path = tmp_path / "vp.db"
+    with VoiceprintStore(path, model_hash="m1", create=True) as s:
+        assert s.count() == 0 and s.speakers() == [] and s.events() == []
+        for call in (lambda: s.voiceprint("alice"), s.voiceprints, lambda: s.remove("alice")):
+            with pytest.raises(VoiceprintError, match="no speakers are enrolled"):
+                call()
+        with pytest.raises(VoiceprintError, match="zero or has NaN"):
+            s.save("alice", np.zeros((1, 4)), ["a.wav"])
+        monkeypatch.setattr(VoiceprintStore, "_embedding_matrix", lambda *a: 1 / 0)  # fails inside the transaction
+        with pytest.raises(ZeroDivisionError):
+            s.save("alice", np.ones((1, 4)), ["a.wav"])
+    assert [p.name for p in tmp_path.iterdir()] == ["vp.db"]  # created by the failed write, but without schema:
+    with pytest.raises(VoiceprintError, match="no such voiceprint database"):
+        VoiceprintStore(path)  # ... it is no database yet
+    monkeypatch.undo()
+    with VoiceprintStore(path, model_hash="m1", create=True) as s:
+        assert s.save("alice", np.ones((1, 4)), ["a.wav"]) == 1
+
+
+def disk_bytes(path: Path) -> bytes:
+    """Everything SQLite keeps on disk for a database: the file and its WAL."""
+    return b"".join(Path(f"{path}{suffix}").read_bytes() for suffix in ("", "-wal")
+                    if os.path.exists(f"{path}{suffix}"))
+
+
+def test_removal_and_re_enrolment_erase_the_old_bytes(tmp_path):
+    with VoiceprintStore(tmp_path / "vp.db", model_hash="m1", create=True) as s:
+        for spk in ("alice", "bob", "carol"):
+            s.save(spk, RNG.standard_normal((3, 64)), [f"{spk}.wav"] * 3)
+        stored = {spk: [row.tobytes() for row in s.embeddings(spk)] + [s.voiceprint(spk).tobytes()]
+                  for spk in ("alice", "bob", "carol")}
+        assert all(blob in disk_bytes(s.path) for blobs in stored.values() for blob in blobs)
+        s.remove("alice")
+        s.save("bob", RNG.standard_normal((2, 64)), ["bob_again.wav"] * 2)  # re-enrolment replaces bob's
+        on_disk = disk_bytes(s.path)
+        assert not any(blob in on_disk for blob in stored["alice"] + stored["bob"])
+        assert all(blob in on_disk for blob in stored["carol"])  # the search does find what is still stored
+
+
+def make_schema_1_database(path: Path) -> Path:
+    """A database as schema version 1 wrote it (no events table), with alice enrolled, model hash m1."""
+    with sqlite3.connect(path) as db:
+        db.executescript(voiceprints._SCHEMA)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("model_hash", "m1"), ("model_name", "one")])
+        db.execute("INSERT INTO speakers VALUES ('alice', ?, 1, 't', 't')", (np.ones(4, np.float32).tobytes(),))
+        db.execute("INSERT INTO embeddings VALUES (1, 'alice', ?, 'a.wav', 't')", (np.ones(4, np.float32).tobytes(),))
+    return path
+
+
+def schema_state(path: Path) -> tuple:
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return db.execute("PRAGMA user_version").fetchone()[0], "events" in tables
+
+
+def test_schema_1_is_upgraded_in_one_transaction(tmp_path, monkeypatch):
+    path = make_schema_1_database(tmp_path / "v1.db")
+    monkeypatch.setitem(voiceprints._UPGRADES, 1, voiceprints._UPGRADES[1] + "; CREATE TABLE events (x)")
+    with pytest.raises(VoiceprintError, match=r"cannot write the voiceprint database \(table events already exists"):
+        VoiceprintStore(path, model_hash="m1")  # the last statement of the upgrade fails ...
+    assert schema_state(path) == (1, False)  # ... and none of it is kept
+    monkeypatch.undo()
+    with VoiceprintStore(path, model_hash="m1") as upgraded:
+        assert schema_state(path) == (2, True)
+        assert np.array_equal(upgraded.voiceprint("alice"), np.ones(4)) and upgraded.events() == []
+        upgraded.log_event(Event("remove", "bob", "error", error="unknown speaker id 'bob'"))
+        assert [(e.command, e.model_hash) for e in upgraded.events()] == [("remove", "m1")]
+
+
+def test_read_only_schema_1_is_refused(tmp_path):
+    path = make_schema_1_database(tmp_path / "v1.db")
+    os.chmod(path, 0o444)
+    before = path.read_bytes()
+    with pytest.raises(VoiceprintError, match=r"v1.db: voiceprint schema version 1 needs an upgrade to version 2, "
+                                              r"but the voiceprint database is read-only \(file permissions 0o444\)$"):
+        VoiceprintStore(path)
+    assert path.read_bytes() == before
+
+
+TOGETHER = """
+import sys, time
+from pathlib import Path
+db, name, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+def wait_for_go():
+    (folder / f"ready_{name}").touch()
+    while not (folder / "go").exists():
+        time.sleep(0.005)
+"""
+
+
+def run_together(body: str, db: Path, folder: Path, names=("w1", "w2")) -> list:
+    """Run ``body`` in one process per name (with ``db``, ``name``, ``folder`` and ``wait_for_go()``
+    defined); all are released at once when each has called ``wait_for_go()``. Returns their
+    (exit status, stderr)."""
+    procs = [subprocess.Popen([sys.executable, "-c", TOGETHER + body, str(db), name, str(folder)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
+             for name in names]
+    deadline = time.time() + 60
+    while not all((folder / f"ready_{n}").exists() for n in names) and time.time() < deadline:
+        time.sleep(0.01)
+    (folder / "go").touch()
+    return [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+
+
+WRITER = """
+import numpy as np
+from speechbrain_ext.voiceprints import Event, VoiceprintStore
+store = VoiceprintStore(db, model_hash="m1")
+def linger(sql):  # between the read and the writes of an enrolment: the other writer runs into this one
+    if sql.startswith("INSERT OR IGNORE INTO speakers"):
+        time.sleep(0.5)
+store.connection.set_trace_callback(linger)
+wait_for_go()
+store.log_event(Event("verify", "alice", "reject", audio_sha256=name))
+store.save("alice", np.ones((2, 4)), [name] * 2, replace=False, event=Event("enroll", "alice", "enrolled"))
+"""
+
+
+def test_two_writers_at_once_lose_nothing(store, tmp_path):
+    """Fails if BEGIN IMMEDIATE is weakened to BEGIN: a deferred transaction that has read cannot
+    wait for the other writer, and SQLite refuses its write ("database is locked")."""
+    results = run_together(WRITER, store.path, tmp_path)
+    assert [status for status, _ in results] == [0, 0], results
+    sources = [r[0] for r in store.connection.execute("SELECT source FROM embeddings WHERE speaker_id = 'alice'")]
+    assert sorted(sources) == ["a1.wav", "a2.wav", "w1", "w1", "w2", "w2"]
+    assert store.voiceprint("alice").shape == (4,) and len(store.embeddings("alice")) == 6
+    assert sorted((e.command, e.audio_sha256 or "") for e in store.events()) == [
+        ("enroll", ""), ("enroll", ""), ("verify", "w1"), ("verify", "w2")]
