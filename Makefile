@@ -28,8 +28,12 @@ demo: system-deps $(STAMP)
 test: system-deps $(STAMP)
 	$(PY) -m pytest -q --doctest-modules speechbrain_ext data_prep tests
 
+# the quick benchmarks (minutes); the transfer ablation is benchmarks/ablation.py (about an hour)
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_embeddings.py
+	$(PY) benchmarks/bench_verifier.py
+	$(PY) benchmarks/bench_prepare.py --num_files 20000
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,7 +1,7 @@
 """Preheating: LR warm-up and decay, AAM margin warm-up, loss-weight ramps.
 
 The paper's "preheating (warm-up) network" is read as the two warm-ups of the
-standard CN-Celeb recipes (``docs/paper-method.md`` 2.1): a linear LR warm-up
+standard CN-Celeb recipes (``docs/method.md`` section 1): a linear LR warm-up
 followed by exponential or cosine decay (WeSpeaker ``ExponentialDecrease``,
 3D-Speaker ``WarmupCosineScheduler``), and a margin warm-up (WeSpeaker
 ``MarginScheduler``). ``LinearRamp`` ramps the long/short KL weight lambda(t).

@@ -3,7 +3,7 @@
 The paper's "long and short speech embedding relative entropy loss" maps the
 short-crop embedding distribution onto the richer long-crop one. No source
 defines it exactly; this module implements the closest published relatives
-(see ``docs/paper-method.md`` 2.3): a temperature KL between the long-crop
+(see ``docs/method.md`` section 2): a temperature KL between the long-crop
 and short-crop speaker posteriors with the long side stop-gradded (Jung et
 al., ASRU 2019; the T^2 convention of Hinton et al., 2015), an optional
 cosine distance between the embeddings (Jung et al.), and, as an ablation,

@@ -1,7 +1,7 @@
 """Multi-subspace cross-entropy: sub-center additive angular margin softmax.
 
 The paper's "multi-subspace cross-entropy" speaker classification loss is read
-as sub-center AAM-softmax (the best match, see ``docs/paper-method.md`` 2.2).
+as sub-center AAM-softmax (the best match, see ``docs/method.md`` section 2).
 The loss works on the cosines that SpeechBrain's cosine classifier
 ``speechbrain.lobes.models.ECAPA_TDNN.Classifier(out_neurons=C*K)`` outputs,
 exactly as SpeechBrain's ``AdditiveAngularMargin`` does. The alternative
