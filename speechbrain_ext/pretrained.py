@@ -6,15 +6,20 @@ does not exist is an error that says so.
 """
 import os
 
-import yaml
+from speechbrain.utils.checkpoints import METAFNAME
+
+from speechbrain_ext.checkpoints import PENDING_SUFFIX, best_checkpoint
+
+EMBEDDING_FILE = "embedding_model.ckpt"
 
 
 def resolve_embedding_checkpoint(path: str) -> str:
     """Path of ``embedding_model.ckpt`` for a model given as a folder.
 
     ``path`` may be an exported model folder or a ``CKPT+...`` folder (both
-    hold ``embedding_model.ckpt``), or a training save folder, whose best
-    checkpoint (lowest ``ErrorRate`` in ``CKPT.yaml``, else the newest) is used.
+    hold ``embedding_model.ckpt``), or a training save folder, whose
+    ``best_checkpoint`` (lowest ``ErrorRate``, else the newest; unfinished
+    saves ignored) is used.
 
     Raises
     ------
@@ -22,17 +27,13 @@ def resolve_embedding_checkpoint(path: str) -> str:
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such folder (pre-trained model expected)")
-    direct = os.path.join(path, "embedding_model.ckpt")
+    if os.path.exists(os.path.join(path, METAFNAME + PENDING_SUFFIX)):
+        raise FileNotFoundError(f"{path}: unfinished checkpoint (the run was stopped while "
+                                "saving it); use its save folder or another checkpoint")
+    direct = os.path.join(path, EMBEDDING_FILE)
     if os.path.isfile(direct):
         return direct
-    ckpts = [os.path.join(path, d) for d in os.listdir(path)
-             if d.startswith("CKPT+") and os.path.isfile(os.path.join(path, d, "embedding_model.ckpt"))]
-    if not ckpts:
-        raise FileNotFoundError(f"{path}: no embedding_model.ckpt here nor in a CKPT+* subfolder")
-
-    def rank(ckpt: str):
-        with open(os.path.join(ckpt, "CKPT.yaml")) as f:
-            meta = yaml.safe_load(f) or {}
-        return (meta.get("ErrorRate", float("inf")), -os.path.getmtime(ckpt))
-
-    return os.path.join(min(ckpts, key=rank), "embedding_model.ckpt")
+    checkpoint = best_checkpoint(path)
+    if checkpoint is None or "embedding_model" not in checkpoint.paramfiles:
+        raise FileNotFoundError(f"{path}: no {EMBEDDING_FILE} here nor in a committed CKPT+* subfolder")
+    return str(checkpoint.paramfiles["embedding_model"])
