@@ -3,8 +3,12 @@
 
 Usage::
 
-    python recipes/evaluate.py hparams/eval_demo.yaml --model_folder=SAVE \\
-        --model_hparams=TRAIN_YAML --prep_folder=MANIFESTS [--overrides]
+    python recipes/evaluate.py hparams/eval_demo.yaml --model_folder=MODEL --prep_folder=MANIFESTS
+
+``MODEL`` is a training save folder (its run's own ``hyperparams.yaml`` gives
+the architecture), an exported model folder or SpeechBrain's published one
+(their ``hyperparams.yaml``); ``--model_hparams`` only for a checkpoint
+without either.
 
 Conditions: ``trials.txt`` -> ``full``, ``trials_<d>s.txt`` -> ``<d>s``; each
 also as ``<condition>+asnorm`` when a cohort is available. Writes to
@@ -14,11 +18,16 @@ num_trials, ...}}``), ``results.md``, ``threshold.json``, ``det.png`` and
 ``score_hist.png``. Every EER/minDCF comes with its 95 % speaker-level
 bootstrap interval (``<metric>_ci``: test speakers resampled with all their
 trials). A condition whose trial list has one class only is skipped with one
-line. The threshold is chosen on the raw cosine scores of the dev split
-(``calibration_folder``: speakers disjoint from training and test; what
-``SpeakerRecognition.verify_files`` computes) and the FAR/FRR it gives is
-measured on each raw test condition. Without a dev split it falls back to
-the test list, with a warning that the FAR is then not a measurement.
+line. The deployment threshold is chosen on the dev split
+(``calibration_folder``: speakers disjoint from training and test) for one
+score (``deploy_score``: cosine, asnorm, or auto: the one with the lower dev
+FRR at the threshold), and the FAR/FRR it gives is measured on each test
+condition of that score. ``threshold.json`` says which score it is for, the
+target FAR and the FAR measured on the full test list; with AS-norm,
+``cohort.pt`` (the cohort voiceprints and the model's fingerprint) goes
+beside it: ``recipes/export.py`` ships both, and the access-control CLI then
+scores exactly as here. Without a dev split calibration falls back to the
+test list, with a warning that the FAR is then not a measurement.
 Bad input: one line on stderr, exit status 1.
 """
 import json
@@ -32,11 +41,11 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_ext.embeddings import embed_manifest, read_manifest, speaker_means
-from speechbrain_ext.export import load_extractor
+from speechbrain_ext.export import COHORT_FILE, load_extractor, save_cohort
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, min_dcf, threshold_at_far
 from speechbrain_ext.plots import plot_det, plot_score_hist
-from speechbrain_ext.scoring import as_norm, cosine_scores, read_trials, write_scores
+from speechbrain_ext.scoring import Scoring, read_trials, write_scores
 
 logger = logging.getLogger("evaluate")
 
@@ -78,8 +87,40 @@ def calibrate(scores, labels, hp: dict) -> Dict[str, object]:
     else:
         raise ValueError(f"threshold_rule must be 'far' or 'eer', got {hp['threshold_rule']!r}")
     far, frr = error_rates(scores, labels, threshold)
-    return {"threshold": threshold, "method": rule, "score": "cosine", "target_far": hp["target_far"],
+    return {"threshold": threshold, "method": rule, "target_far": hp["target_far"],
             "dev_far": far, "dev_frr": frr, "num_calibration_trials": len(labels)}
+
+
+def scorings(cohort, hp: dict) -> Dict[str, Scoring]:
+    """The scores evaluated: ``cosine``, and ``asnorm`` when there is a cohort."""
+    found = {"cosine": Scoring()}
+    if cohort is not None:
+        found["asnorm"] = Scoring("asnorm", cohort, hp["asnorm_top_n"])
+    return found
+
+
+def condition_name(cond: str, kind: str) -> str:
+    """``full`` for cosine scores, ``full+asnorm`` for AS-norm ones."""
+    return cond if kind == "cosine" else f"{cond}+{kind}"
+
+
+def deploy(dev, dev_enroll, dev_test, candidates: Dict[str, Scoring], mean, hp: dict) -> Dict[str, object]:
+    """The deployed score and its threshold, calibrated on the dev trials.
+
+    ``deploy_score`` ``auto`` takes the score with the lower dev FRR at its
+    own threshold (the operating point deployed; cosine on ties, it needs no
+    cohort); ``cosine``/``asnorm`` force one.
+    """
+    wanted = hp["deploy_score"]
+    if wanted not in ("auto", *candidates):
+        raise ValueError(f"deploy_score must be auto, cosine or asnorm (asnorm needs a cohort: cohort_csv="
+                         f"{hp.get('cohort_csv')}), got {wanted!r}")
+    labels = [t[2] for t in dev]
+    calibrated = {kind: calibrate(scoring(dev, dev_enroll, dev_test, mean), labels, hp)
+                  for kind, scoring in candidates.items() if wanted in ("auto", kind)}
+    kind = min(calibrated, key=lambda k: (calibrated[k]["dev_frr"], k != "cosine"))
+    return {**calibrated[kind], "score": kind, "enroll_mode": hp["enroll_mode"],
+            "subtract_mean": hp["subtract_mean"]}
 
 
 def with_ci(result: Dict, metric: str, scale: float, digits: int) -> str:
@@ -101,10 +142,12 @@ def results_table(results: Dict[str, Dict], threshold: Dict) -> str:
               if "far_at_threshold" in r else "- | -")
         lines.append(f"| {cond} | {r['num_trials']} | {with_ci(r, 'eer', 100, 2)} | "
                      f"{with_ci(r, 'min_dcf_0.01', 1, 3)} | {r['min_dcf_0.05']:.3f} | {at} |")
-    lines += ["", f"Threshold {threshold['threshold']:.4f} ({threshold['method']} on "
-                  f"{threshold['calibration_trials']}, {threshold['num_calibration_trials']} trials, raw cosine): "
-                  f"dev FAR {100 * threshold['dev_far']:.2f}%, FRR {100 * threshold['dev_frr']:.2f}%; "
-                  "FAR@thr above is measured on the test conditions."]
+    measured = (f"measured test FAR {100 * threshold['test_far']:.2f}% (FRR {100 * threshold['test_frr']:.2f}%)"
+                if "test_far" in threshold else "no full test list to measure it on")
+    lines += ["", f"Threshold {threshold['threshold']:.4f} on {threshold['score']} scores ({threshold['method']} on "
+                  f"{threshold['calibration_trials']}, {threshold['num_calibration_trials']} trials): "
+                  f"target FAR {100 * threshold['target_far']:g}%, {measured}; "
+                  f"dev FAR {100 * threshold['dev_far']:.2f}%, FRR {100 * threshold['dev_frr']:.2f}%."]
     return "\n".join(lines)
 
 
@@ -166,8 +209,9 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     same = cal_folder.resolve() == Path(hp["eval_folder"]).resolve()
     dev_enroll = enroll if same else embed_manifest(cal_enroll, extractor, hp["enroll_mode"], cache)
     dev_test = test if same else embed_manifest(cal_test, extractor, "concat", cache)
+    candidates = scorings(cohort, hp)
     try:
-        threshold = calibrate(cosine_scores(dev, dev_enroll, dev_test), [t[2] for t in dev], hp)
+        threshold = deploy(dev, dev_enroll, dev_test, candidates, mean, hp)
     except ValueError as err:
         raise ValueError(f"calibration trials {cal_trials}: {err}") from None
     threshold["calibration_trials"] = f"{cal_folder.name}/trials.txt"
@@ -180,19 +224,22 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
                            "target" if labels and labels[0] else "non-target")
             continue
         speakers = [speaker_of[t[1]] for t in trials]
-        raw = cosine_scores(trials, enroll, test)
-        scored = {cond: raw if mean is None else cosine_scores(trials, enroll, test, mean=mean)}
-        if cohort is not None:
-            scored[f"{cond}+asnorm"] = as_norm(scored[cond], trials, enroll, test, cohort,
-                                              hp["asnorm_top_n"], mean=mean)
-        for name, scores in scored.items():
+        for kind, scoring in candidates.items():
+            name, scores = condition_name(cond, kind), scoring(trials, enroll, test, mean)
             results[name] = condition_metrics(scores, labels, speakers, hp)
             write_scores(out / ("scores.txt" if name == "full" else f"scores_{name}.txt"), trials, scores)
             curves[name] = (scores, labels)
-        far, frr = error_rates(raw, labels, threshold["threshold"])
-        results[cond].update(threshold=threshold["threshold"], far_at_threshold=far, frr_at_threshold=frr)
+            if kind == threshold["score"]:
+                far, frr = error_rates(scores, labels, threshold["threshold"])
+                results[name].update(threshold=threshold["threshold"], far_at_threshold=far, frr_at_threshold=frr)
     if not results:
         raise ValueError(f"{hp['trials_folder']}: no condition has trials of both classes")
+    deployed_full = results.get(condition_name("full", threshold["score"]), {})
+    if "far_at_threshold" in deployed_full:
+        threshold.update(test_far=deployed_full["far_at_threshold"], test_frr=deployed_full["frr_at_threshold"])
+    if threshold["score"] == "asnorm":
+        save_cohort(out / COHORT_FILE, cohort, hp["asnorm_top_n"], extractor.fingerprint())
+        threshold["cohort_file"] = COHORT_FILE
 
     with atomic_write(out / "threshold.json") as f:
         json.dump(threshold, f, indent=2)

@@ -3,16 +3,17 @@
 
 Usage::
 
-    python recipes/export.py --hparams_file hparams/pretrain_demo.yaml \\
-        --checkpoint_folder results/pretrain_demo/1986/save --output_folder model \\
-        [--threshold_file results/eval_demo/threshold.json] \\
-        [--results_json results/eval_demo/results.json] [--onnx] [--push-to-hub USER/REPO] \\
-        [--key=value ...]
+    python recipes/export.py --checkpoint_folder results/transfer_shal/1986/save --output_folder model \\
+        [--threshold_file results/eval_shal/threshold.json] \\
+        [--results_json results/eval_shal/results.json] [--onnx] [--push-to-hub USER/REPO]
 
-``--key=value`` pairs override keys of the training yaml (as for
-``recipes/train.py``). Afterwards, offline::
+The architecture comes from the run's own ``hyperparams.yaml`` (SpeechBrain
+writes it beside the save folder, with the training command's overrides), so
+nothing has to be restated; ``--hparams_file`` and ``--key=value`` overrides
+are for a checkpoint without one. An AS-norm ``threshold.json`` brings its
+cohort (``cohort.pt`` beside it). Afterwards, offline::
 
-    SpeakerRecognition.from_hparams(source=<abs model dir>, savedir=<any>)
+    SpeakerRecognition.from_hparams(source="model")
 
 Errors are one line on stderr and a non-zero exit status.
 """
@@ -22,21 +23,13 @@ import sys
 
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_ext.export import (
-    ExportError,
-    build_modules,
-    export_model,
-    files_in,
-    load_state,
-    push_to_hub,
-    read_model_nodes,
-)
+from speechbrain_ext.export import ExportError, export_model, files_in, load_extractor, push_to_hub
 
 
 def parse_args(argv):
     """Known options plus ``--key=value`` yaml overrides."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hparams_file", required=True, help="training yaml (architecture)")
+    p.add_argument("--hparams_file", help="training yaml (default: the run's own hyperparams.yaml)")
     p.add_argument("--checkpoint_folder", required=True, help="training save folder, CKPT+* folder")
     p.add_argument("--output_folder", required=True, help="model folder to write")
     p.add_argument("--threshold_file", help="threshold.json from recipes/evaluate.py")
@@ -53,15 +46,11 @@ def parse_args(argv):
     return args, overrides
 
 
-def write_onnx(args, overrides, folder) -> None:
-    """Export the embedding pipeline to ONNX and print its parity with PyTorch."""
+def write_onnx(folder) -> None:
+    """Export the model folder's embedding pipeline to ONNX and print its parity with PyTorch."""
     from speechbrain_ext.onnx_export import export_onnx, onnx_parity
 
-    modules = build_modules(read_model_nodes(args.hparams_file, ("compute_features", "mean_var_norm",
-                                                                 "embedding_model"), overrides))
-    load_state(modules["embedding_model"], folder / "embedding_model.ckpt", "embedding_model")
-    for module in modules.values():
-        module.eval()
+    modules = dict(load_extractor(folder / "hyperparams.yaml", folder).modules)  # eval mode
     export_onnx(modules, folder / "embedding_model.onnx")
     diff = onnx_parity(folder / "embedding_model.onnx", modules)
     if diff > 1e-4:
@@ -76,7 +65,7 @@ def main(argv) -> int:
         folder = export_model(args.hparams_file, args.checkpoint_folder, args.output_folder,
                               args.threshold_file, args.results_json, overrides)
         if args.onnx:
-            write_onnx(args, overrides, folder)
+            write_onnx(folder)
         print(f"model folder {folder}: {', '.join(files_in(folder))}")
         if args.push_to_hub:
             print(f"pushed to {args.push_to_hub}: {push_to_hub(folder, args.push_to_hub)}")

@@ -14,8 +14,11 @@ Pipeline per batch, as ``EncoderClassifier.encode_batch``::
 
 Enrolment rows whose ``wav`` lists several files (``a.wav;b.wav``) are, by
 default, embedded file by file (each file cut to the row's ``[start, stop)``
-window of the joined signal) and the embeddings averaged (``mode="average"``);
-``mode="concat"`` embeds the joined signal instead.
+window of the joined signal) and averaged into a voiceprint
+(``mode="average"``, ``scoring.voiceprints``: the mean of the L2-normalised
+file embeddings, as the access-control CLI enrols); ``mode="concat"`` embeds
+the joined signal instead. Every row's embedding is that voiceprint, so rows
+come back L2-normalised.
 
 Embeddings are cached with ``torch.save`` (atomic) under a key hashing the
 rows (id, wav, start, stop), the enrolment mode and the model weights, so
@@ -29,7 +32,7 @@ import os
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import soundfile as sf
 import torch
@@ -37,11 +40,13 @@ from tqdm import tqdm
 
 from speechbrain_ext.audio import AudioError, read_row
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.scoring import voiceprints
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 MODES = ("average", "concat")
+CACHE_VERSION = 2  # 2: rows are voiceprints (normalised means), 1 was raw means
 
 
 class EmbeddingError(ValueError):
@@ -231,17 +236,28 @@ class EmbeddingExtractor:
         return torch.stack(out)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the modules' classes and weights (part of the cache key)."""
+        """:func:`fingerprint` of the three modules (part of the cache key)."""
         if self._fingerprint is None:
-            digest = hashlib.sha256()
-            for name, module in self.modules.items():
-                digest.update(f"{name}:{type(module).__qualname__}".encode())
-                for key, value in module.state_dict().items():
-                    digest.update(key.encode())
-                    if isinstance(value, torch.Tensor):
-                        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            self._fingerprint = digest.hexdigest()
+            self._fingerprint = fingerprint(self.modules)
         return self._fingerprint
+
+
+def fingerprint(modules: Mapping[str, torch.nn.Module]) -> str:
+    """SHA-256 of named modules' classes and weights, in the mapping's order.
+
+    Identifies the embedding pipeline (``compute_features``, ``mean_var_norm``,
+    ``embedding_model``) whatever loaded it: an :class:`EmbeddingExtractor` in
+    evaluation and SpeechBrain's ``SpeakerRecognition`` at the door give the
+    same value for the same weights.
+    """
+    digest = hashlib.sha256()
+    for name, module in modules.items():
+        digest.update(f"{name}:{type(module).__qualname__}".encode())
+        for key, value in module.state_dict().items():
+            digest.update(key.encode())
+            if isinstance(value, torch.Tensor):
+                digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _read_segment(segment: Segment) -> torch.Tensor:
@@ -254,8 +270,9 @@ def _read_segment(segment: Segment) -> torch.Tensor:
 
 
 def rows_digest(rows: Iterable[ManifestRow], mode: str, extractor: EmbeddingExtractor) -> str:
-    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode and the model fingerprint."""
-    digest = hashlib.sha256(f"{mode}\n{extractor.fingerprint()}\n".encode())
+    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode, the model fingerprint
+    and :data:`CACHE_VERSION`."""
+    digest = hashlib.sha256(f"{CACHE_VERSION}\n{mode}\n{extractor.fingerprint()}\n".encode())
     for row in rows:
         digest.update(f"{row.id},{row.wav},{row.start},{row.stop}\n".encode())
     return digest.hexdigest()
@@ -268,7 +285,7 @@ def embed_rows(
     cache_dir: Optional[PathLike] = None,
     name: str = "embeddings",
 ) -> Tuple[List[str], torch.Tensor]:
-    """Embedding of each row (averaged over its files in ``average`` mode), cached.
+    """Embedding of each row: the voiceprint of its signals (``scoring.voiceprints``), cached.
 
     Arguments
     ---------
@@ -289,7 +306,8 @@ def embed_rows(
     ids : list of str
         Row ids, in row order.
     embeddings : torch.Tensor
-        ``[N, D]`` float32.
+        ``[N, D]`` float32, L2-normalised rows (one file: ``e/|e|``; several
+        in ``average`` mode: the mean of their normalised embeddings).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -303,11 +321,14 @@ def embed_rows(
             logger.info("%s: embeddings read from cache %s", name, cache)
             return ids, torch.load(cache)["embeddings"]
     segments = [seg for i, row in enumerate(rows) for seg in row_segments(i, row, mode)]
+    empty = sorted(set(range(len(rows))) - {seg.row for seg in segments})
+    if empty:
+        row = rows[empty[0]]
+        raise EmbeddingError(f"row {row.id!r}: its window [{row.start}, {row.stop}) is past the end of {row.wav}")
     seg_emb = extractor.embed_segments(segments, desc=name)  # [S, D]
-    owner = torch.tensor([seg.row for seg in segments])
-    counts = torch.bincount(owner, minlength=len(rows)).unsqueeze(1)  # [N, 1]
-    embeddings = torch.zeros(len(rows), seg_emb.shape[1]).index_add_(0, owner, seg_emb) / counts
-    _check_finite(ids, embeddings)
+    owner = torch.tensor([seg.row for seg in segments])  # [S]
+    _check_finite([ids[i] for i in owner.tolist()], seg_emb)
+    embeddings = voiceprints(seg_emb, owner, len(rows))  # [N, D]
     if cache is not None:
         with atomic_write(cache, "wb") as f:
             torch.save({"ids": ids, "mode": mode, "embeddings": embeddings}, f)
@@ -339,20 +360,21 @@ def speaker_means(
     utts_per_speaker: int = 5,
     cache_dir: Optional[PathLike] = None,
 ) -> Tuple[List[str], torch.Tensor, torch.Tensor]:
-    """Mean embedding per speaker of a training manifest (the AS-norm cohort).
+    """Voiceprint per speaker of a training manifest (the AS-norm cohort).
 
     The first ``max_speakers`` speakers (sorted) and, for each, its first
     ``utts_per_speaker`` rows (sorted by id) are used, so the cohort is
-    deterministic and capped.
+    deterministic and capped. A cohort speaker is enrolled as a test speaker
+    is (``scoring.voiceprints`` of its utterance embeddings).
 
     Returns
     -------
     speakers : list of str
         Speaker ids, shape ``[C]``.
     means : torch.Tensor
-        Speaker means ``[C, D]``.
+        Speaker voiceprints ``[C, D]``.
     global_mean : torch.Tensor
-        Mean of all the utterance embeddings used ``[D]`` (for mean subtraction).
+        Mean of the (normalised) utterance embeddings used ``[D]`` (for mean subtraction).
     """
     by_speaker: Dict[str, List[ManifestRow]] = {}
     for row in sorted(read_manifest(manifest), key=lambda r: r.id):
@@ -362,6 +384,4 @@ def speaker_means(
     _, emb = embed_rows(rows, extractor, "concat", cache_dir, name=f"{Path(manifest).stem}-cohort")
     position = {spk: i for i, spk in enumerate(speakers)}
     owner = torch.tensor([position[row.spk_id] for row in rows])
-    counts = torch.bincount(owner, minlength=len(speakers)).unsqueeze(1)
-    means = torch.zeros(len(speakers), emb.shape[1]).index_add_(0, owner, emb) / counts
-    return speakers, means, emb.mean(dim=0)
+    return speakers, voiceprints(emb, owner, len(speakers)), emb.mean(dim=0)

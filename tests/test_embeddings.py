@@ -8,6 +8,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_ext.embeddings import EmbeddingError, EmbeddingExtractor, embed_manifest, speaker_means
+from speechbrain_ext.scoring import voiceprints
 
 
 class NaNModel(torch.nn.Module):
@@ -99,30 +100,39 @@ def test_cache_hit_does_not_re_extract(extractor, corpus, tmp_path):
     assert len(list((tmp_path / "cache").glob("test-*.pt"))) == 2
 
 
+def unit(x):
+    return x / x.norm()
+
+
 def test_enrolment_average_vs_concat(extractor, corpus, tmp_path):
+    """average: mean of the files' normalised embeddings (the CLI's enrolment); concat: the joined signal."""
     paths, lengths, _ = corpus
     joined = f"{paths[0]};{paths[3]}"
     manifest = write_manifest(tmp_path / "enroll.csv", [("spk-enroll", joined, 0, lengths[0] + lengths[3], "s")])
     _, avg = embed_manifest(manifest, extractor, "average")
     _, cat = embed_manifest(manifest, extractor, "concat")
-    expected_avg = (one_at_a_time(extractor, paths[0], 0, None) + one_at_a_time(extractor, paths[3], 0, None)) / 2
+    expected_avg = (unit(one_at_a_time(extractor, paths[0], 0, None))
+                    + unit(one_at_a_time(extractor, paths[3], 0, None))) / 2
     audio = np.concatenate([sf.read(p, dtype="float32")[0] for p in (paths[0], paths[3])])
     expected_cat = extractor.forward(torch.from_numpy(audio).unsqueeze(0))[0]
     assert torch.allclose(avg[0], expected_avg, atol=1e-5)
-    assert torch.allclose(cat[0], expected_cat, atol=1e-5)
+    assert torch.allclose(cat[0], unit(expected_cat), atol=1e-5)
     assert not torch.allclose(avg[0], cat[0], atol=1e-3)
     # a window of the joined signal is split at the file boundary: 3000 + 4000 samples
     window = write_manifest(tmp_path / "win.csv", [("w", joined, lengths[0] - 3000, lengths[0] + 4000, "s")])
     _, win = embed_manifest(window, extractor, "average")
-    expected = (one_at_a_time(extractor, paths[0], lengths[0] - 3000, None)
-                + one_at_a_time(extractor, paths[3], 0, 4000)) / 2
+    expected = (unit(one_at_a_time(extractor, paths[0], lengths[0] - 3000, None))
+                + unit(one_at_a_time(extractor, paths[3], 0, 4000))) / 2
     assert torch.allclose(win[0], expected, atol=1e-5)
 
 
 def test_speaker_means_cohort(extractor, corpus):
+    """Cohort speakers are enrolled as test speakers are: voiceprints of their first utterances."""
     _, _, manifest = corpus
     speakers, means, mean = speaker_means(manifest, extractor, max_speakers=2, utts_per_speaker=2)
     assert speakers == ["s0", "s1"] and means.shape == (2, 16) and mean.shape == (16,)
+    _, utts = embed_manifest(manifest, extractor, "concat")  # u0, u3 are s0's first two; u1, u10 s1's
+    assert torch.allclose(means, voiceprints(utts[[0, 3, 1, 10]], [0, 0, 1, 1]), atol=1e-6)
 
 
 def test_bad_manifests(extractor, corpus, tmp_path):
@@ -132,6 +142,9 @@ def test_bad_manifests(extractor, corpus, tmp_path):
     past_end = write_manifest(tmp_path / "bad.csv", [("x", paths[0], 0, 99999, "s")])
     with pytest.raises(ValueError, match="expected 99999"):
         embed_manifest(past_end, extractor)
+    joined = write_manifest(tmp_path / "joined.csv", [("y", f"{paths[0]};{paths[9]}", 20000, 30000, "s")])
+    with pytest.raises(EmbeddingError, match=r"row 'y': its window \[20000, 30000\) is past the end of"):
+        embed_manifest(joined, extractor)
     nan_model = EmbeddingExtractor(extractor.modules["compute_features"], extractor.modules["mean_var_norm"],
                                    NaNModel())
     ok = write_manifest(tmp_path / "ok.csv", [("x", paths[0], 0, 8000, "s")])

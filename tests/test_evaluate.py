@@ -6,9 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from data_prep.folder_prepare import prepare_folder
 from test_export import TINY, TRAIN_YAML, make_tiny_run, run_script
+from speechbrain_ext.embeddings import speaker_means
+from speechbrain_ext.export import load_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = {"eer", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
@@ -40,10 +43,10 @@ def setup(tmp_path_factory):
 
 
 def evaluate(setup, out: Path, capsys, prep: Path = None, *extra):
+    """recipes/evaluate.py given the save folder only: the run's own hyperparams.yaml has the architecture."""
     save, default_prep, cache = setup
-    argv = [ROOT / "hparams" / "eval_demo.yaml", f"--model_folder={save}", f"--model_hparams={TRAIN_YAML}",
-            f"--prep_folder={prep or default_prep}", f"--output_folder={out}", f"--cache_folder={cache}",
-            f"--model_overrides={json.dumps(TINY)}", *extra]
+    argv = [ROOT / "hparams" / "eval_demo.yaml", f"--model_folder={save}", f"--prep_folder={prep or default_prep}",
+            f"--output_folder={out}", f"--cache_folder={cache}", *extra]
     return run_script("evaluate", argv, capsys)
 
 
@@ -124,3 +127,56 @@ def test_calibrates_on_the_dev_split(tmp_path, capsys, caplog):
     status, _, err = evaluate((save, tmp_path / "prep", tmp_path / "cache"), tmp_path / "eval2", capsys,
                               None, "--calibration_folder=" + str(tmp_path / "prep"))
     assert status == 0 and "not a measurement" in caplog.text
+
+
+def test_threshold_states_its_score_target_and_measured_far(setup, tmp_path, capsys):
+    """deploy_score=asnorm: threshold.json says so, with the target and the test FAR, and cohort.pt holds the
+    training speakers' voiceprints stamped with the model's fingerprint."""
+    status, out, err = evaluate(setup, tmp_path / "eval", capsys, None, "--deploy_score=asnorm")
+    assert status == 0, err
+    threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert threshold["score"] == "asnorm" and threshold["cohort_file"] == "cohort.pt"
+    assert threshold["target_far"] == 0.01 and threshold["test_far"] == results["full+asnorm"]["far_at_threshold"]
+    assert "far_at_threshold" not in results["full"]  # the threshold is not for raw cosine scores
+    assert f"target FAR 1%, measured test FAR {100 * threshold['test_far']:.2f}%" in out
+    cohort = torch.load(tmp_path / "eval" / "cohort.pt")
+    model = load_extractor(TRAIN_YAML, setup[0], overrides=TINY)
+    assert cohort["fingerprint"] == model.fingerprint() and cohort["top_n"] == 100
+    _, voiceprints, _ = speaker_means(setup[1] / "train.csv", model, max_speakers=1000, utts_per_speaker=5)
+    assert voiceprints.shape == (3, TINY["emb_dim"]) and torch.allclose(cohort["embeddings"], voiceprints, atol=1e-6)
+
+
+def test_auto_deploys_the_score_with_the_lower_dev_frr(setup, tmp_path, capsys):
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys)
+    assert status == 0, err
+    threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
+    by_kind = {}
+    for kind in ("cosine", "asnorm"):
+        status, _, err = evaluate(setup, tmp_path / kind, capsys, None, f"--deploy_score={kind}")
+        by_kind[kind] = json.loads((tmp_path / kind / "threshold.json").read_text())["dev_frr"]
+    assert threshold["dev_frr"] == min(by_kind.values())
+    assert threshold["score"] == min(by_kind, key=lambda k: (by_kind[k], k != "cosine"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--deploy_score=asnorm", "--cohort_csv=null"], "deploy_score must be auto, cosine or asnorm (asnorm needs a"),
+    (["--deploy_score=plda"], "got 'plda'"),
+])
+def test_bad_deploy_score(setup, tmp_path, capsys, extra, message):
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys, None, *extra)
+    assert status == 1 and err.count("\n") == 1 and message in err
+
+
+def test_one_class_calibration_trials(setup, tmp_path, capsys):
+    """A dev list of target trials only cannot place a FAR threshold: one line naming it."""
+    prep = bad_prep(setup, tmp_path, "trials.txt", (setup[1] / "trials.txt").read_text())
+    dev = prep / "dev"
+    dev.mkdir(exist_ok=True)
+    for name in ("enroll.csv", "test.csv"):
+        shutil.copy(prep / name, dev / name)
+    targets = [line for line in (prep / "trials.txt").read_text().splitlines() if line.endswith(" target")]
+    (dev / "trials.txt").write_text("\n".join(targets) + "\n")
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys, prep)
+    assert status == 1 and err.count("\n") == 1
+    assert f"calibration trials {dev / 'trials.txt'}: trials need both classes" in err

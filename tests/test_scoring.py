@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext.scoring import as_norm, cosine_scores, read_trials, s_norm, write_scores
+from speechbrain_ext.scoring import Scoring, as_norm, cosine_scores, read_trials, s_norm, voiceprints, write_scores
 
 DIM = 6
 
@@ -225,3 +225,38 @@ def test_write_scores_mismatch_leaves_file_untouched(tmp_path):
     with pytest.raises(ValueError, match="NaN/inf"):
         write_scores(path, [("e1", "t1", 1)], [float("nan")])
     assert path.read_text() == "old\n"
+
+
+def test_voiceprints_are_means_of_normalised_embeddings():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(5, DIM)) * rng.uniform(0.5, 20, size=(5, 1))  # very different norms
+    owner = [0, 1, 0, 2, 1]
+    got = voiceprints(emb, owner)
+    for g in range(3):
+        rows = [e / np.linalg.norm(e) for e, o in zip(emb, owner) if o == g]
+        assert np.allclose(got[g].numpy(), np.mean(rows, axis=0), atol=1e-6)
+    assert not np.allclose(got[0].numpy(), (emb[0] + emb[2]) / 2 / np.linalg.norm((emb[0] + emb[2]) / 2), atol=1e-3)
+    assert torch.equal(voiceprints(emb[[0, 2]]), got[:1])  # one group by default
+
+
+@pytest.mark.parametrize("embeddings, owner, groups, message", [
+    (np.ones((2, DIM)), [0, 2], 3, r"every one of the 3 groups needs an embedding, group counts \[1, 0, 1\]"),
+    (np.zeros((1, DIM)), None, None, "zero norm"),
+    (np.ones((2, DIM)), [0], None, "need one group per embedding"),
+    (np.ones(DIM), None, None, r"need embeddings \[S, D\]"),
+])
+def test_voiceprints_bad_input(embeddings, owner, groups, message):
+    with pytest.raises(ValueError, match=message):
+        voiceprints(embeddings, owner, groups)
+
+
+def test_scoring_is_cosine_or_asnorm(setup):
+    enroll, test, trials, cohort, _ = setup
+    assert np.array_equal(Scoring()(trials, enroll, test), cosine_scores(trials, enroll, test))
+    raw = cosine_scores(trials, enroll, test)
+    normed = Scoring("asnorm", torch.as_tensor(cohort), top_n=5)(trials, enroll, test)
+    assert np.allclose(normed, as_norm(raw, trials, enroll, test, cohort, top_n=5))
+    with pytest.raises(ValueError, match="score kind must be one of cosine, asnorm, got 'plda'"):
+        Scoring("plda")
+    with pytest.raises(ValueError, match="asnorm scoring needs a cohort"):
+        Scoring("asnorm")

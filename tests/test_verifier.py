@@ -24,7 +24,8 @@ import torch
 
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.scoring import as_norm, cosine_scores
-from speechbrain_ext.verifier import Decision, QualityCheck, Verifier, load_audio, write_cohort
+from speechbrain_ext.export import write_cohort
+from speechbrain_ext.verifier import Decision, QualityCheck, Verifier, load_audio
 from speechbrain_ext.voiceprints import VoiceprintError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -99,7 +100,7 @@ def test_as_norm_with_cohort(enrolled, tiny_model, speaker_corpus, tmp_path):
     write_cohort(moved, cohort, threshold=1.5, top_n=4)
     probe = utt(speaker_corpus, "spk3", 3)
     with Verifier(moved, enrolled.store.path) as normed:
-        assert normed.score_kind == "as-norm" and normed.threshold == 1.5
+        assert normed.score_kind == "asnorm" and normed.threshold == 1.5
         decision = normed.verify("spk3", probe)
         test_emb = normed.embed(probe)
     trial = [("spk3", "t")]
