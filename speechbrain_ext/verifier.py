@@ -10,12 +10,14 @@ and a test embedding ``t`` [D]::
     s = <v/|v|, t/|t|>                                   plain cosine
     s' = 0.5 * [(s - mu_v)/sigma_v + (s - mu_t)/sigma_t]  AS-norm (scoring.as_norm)
 
-AS-norm is used when the model folder holds ``cohort.pt`` (written by
-:func:`write_cohort`: cohort speaker means [C, D], ``top_n`` and the threshold
-calibrated on AS-norm scores). A claim is accepted iff ``score >= threshold``
-(the convention of ``speechbrain_ext.metrics``). The threshold is, in order:
-the one given, the cohort's (AS-norm), ``threshold.json`` (cosine), or
-SpeechBrain's 0.25 with a warning.
+The score is the one the model's threshold was calibrated on: the
+:class:`~speechbrain_ext.scoring.Scoring` named by the folder's
+``threshold.json`` (AS-norm with its ``cohort.pt``, see
+:func:`speechbrain_ext.export.load_scoring`); voiceprints are
+``scoring.voiceprints``, as in evaluation. A claim is accepted iff
+``score >= threshold`` (the convention of ``speechbrain_ext.metrics``). The
+threshold is the one given, else ``threshold.json``'s, else SpeechBrain's
+0.25 with a warning.
 
 Audio quality (:class:`QualityCheck`), applied to enrolment and test audio
 alike: a file must be readable, at 16 kHz (no resampling: a wrong rate is an
@@ -36,14 +38,11 @@ import soundfile as sf
 import torch
 
 from speechbrain_ext.audio import SAMPLE_RATE, AudioError
-from speechbrain_ext.export import load_verifier
-from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.scoring import as_norm, cosine_scores
+from speechbrain_ext.export import load_verifier, write_cohort  # noqa: F401 -- write_cohort's former home
 from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
 
 PathLike = Union[str, os.PathLike]
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
-COHORT_FILE = "cohort.pt"
 
 
 class Decision(NamedTuple):
@@ -141,40 +140,6 @@ def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
     return wav
 
 
-def write_cohort(model_folder: PathLike, embeddings: Union[torch.Tensor, np.ndarray], threshold: float,
-                 top_n: int = 100) -> Path:
-    """Store an AS-norm cohort with a model, so :class:`Verifier` normalises scores.
-
-    Arguments
-    ---------
-    model_folder : path
-        Exported model folder; ``cohort.pt`` is written into it atomically.
-    embeddings : tensor or array
-        Cohort speaker-mean embeddings (e.g. ``embeddings.speaker_means`` of
-        the training manifest), shape ``[C, D]``, C >= 2.
-    threshold : float
-        Decision threshold on AS-norm scores (calibrate it on AS-norm
-        development scores, e.g. with ``metrics.threshold_at_far``); the
-        cosine threshold of ``threshold.json`` does not apply to them.
-    top_n : int
-        AS-norm top-N cohort scores per side.
-
-    Returns
-    -------
-    Path
-        The cohort file.
-    """
-    cohort = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
-    if cohort.dim() != 2 or len(cohort) < 2 or not torch.isfinite(cohort).all():
-        raise ValueError(f"cohort must be a finite [C, D] matrix with C >= 2, got shape {tuple(cohort.shape)}")
-    if top_n < 2:
-        raise ValueError(f"top_n must be >= 2, got {top_n}")
-    path = Path(model_folder) / COHORT_FILE
-    with atomic_write(path, "wb") as f:
-        torch.save({"embeddings": cohort, "top_n": int(top_n), "threshold": float(threshold)}, f)
-    return path
-
-
 class Verifier:
     """Enrol, verify and identify speakers with an exported model and a voiceprint database.
 
@@ -199,7 +164,7 @@ class Verifier:
     threshold : float
         The decision threshold in use.
     score_kind : str
-        ``"cosine"``, or ``"as-norm"`` when the model folder has ``cohort.pt``.
+        ``"cosine"`` or ``"asnorm"``: the score ``threshold.json`` is for.
     store : VoiceprintStore
         The open database.
 
@@ -223,14 +188,9 @@ class Verifier:
         self.quality = quality
         folder = Path(model_folder).absolute()
         self.store = VoiceprintStore(db_path, model_hash(folder), str(folder), create=create)
-        self.cohort: Optional[torch.Tensor] = None
-        self.top_n = 0
-        default = self.model.threshold
-        if (folder / COHORT_FILE).is_file():
-            saved = torch.load(folder / COHORT_FILE, map_location="cpu", weights_only=True)
-            self.cohort, self.top_n, default = saved["embeddings"], saved["top_n"], saved["threshold"]
-        self.threshold = float(default if threshold is None else threshold)
-        self.score_kind = "cosine" if self.cohort is None else "as-norm"
+        self.scoring = self.model.scoring
+        self.threshold = float(self.model.threshold if threshold is None else threshold)
+        self.score_kind = self.scoring.kind
 
     def embed(self, audio: Audio, name: str = "audio") -> np.ndarray:
         """Embedding of one checked utterance (see :func:`load_audio`), float32 ``[D]``."""
@@ -277,11 +237,7 @@ class Verifier:
     def _scores(self, speakers: List[str], voiceprints: np.ndarray, test: np.ndarray) -> np.ndarray:
         """Scores of one test embedding [D] against voiceprints [S, D], shape ``[S]``."""
         trials = [(spk, "test") for spk in speakers]
-        enroll, probe = (speakers, voiceprints), (["test"], test[None])
-        raw = cosine_scores(trials, enroll, probe)
-        if self.cohort is None:
-            return raw
-        return as_norm(raw, trials, enroll, probe, self.cohort, self.top_n)
+        return self.scoring(trials, (speakers, voiceprints), (["test"], test[None]))
 
     def verify(self, speaker_id: str, audio: Audio) -> Decision:
         """Score a claim that ``audio`` is ``speaker_id`` against the threshold.

@@ -60,6 +60,8 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tu
 
 import numpy as np
 
+from speechbrain_ext import scoring
+
 PathLike = Union[str, os.PathLike]
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
 SCHEMA_VERSION = 2
@@ -508,7 +510,7 @@ class VoiceprintStore:
             db.executemany("INSERT INTO embeddings (speaker_id, embedding, source, created_at) VALUES (?, ?, ?, ?)",
                            [(speaker_id, row.tobytes(), str(src), now) for row, src in zip(rows, sources)])
             stored = self._embedding_matrix(speaker_id)
-            voiceprint = stored.astype(np.float64).mean(axis=0).astype(np.float32)
+            voiceprint = scoring.voiceprints(stored)[0].numpy()  # the enrolment rule evaluation uses
             db.execute("UPDATE speakers SET voiceprint = ?, num_utterances = ?, updated_at = ? WHERE speaker_id = ?",
                        (voiceprint.tobytes(), len(stored), now, speaker_id))
             if event is not None:
