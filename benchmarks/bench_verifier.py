@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_embeddings import make_model  # noqa: E402
-from speechbrain_ext.verifier import Verifier, write_cohort  # noqa: E402
+from speechbrain_ext.export import write_cohort  # noqa: E402
+from speechbrain_ext.verifier import Verifier  # noqa: E402
 from speechbrain_ext.voiceprints import VoiceprintStore, model_hash  # noqa: E402
 
 

@@ -39,8 +39,6 @@ from data_prep.common import (
     OptionError,
     PrepError,
     PrepLog,
-    Row,
-    Trial,
     Utterance,
     check_durations,
     finish,
@@ -51,9 +49,8 @@ from data_prep.common import (
     split_valid,
     training_rows,
     utterance_row,
-    write_csv,
-    write_trials,
 )
+from speechbrain_ext.manifest import ManifestRow, Trial, write_manifest, write_trials
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +101,12 @@ def prepare_cnceleb(
 
     Example
     -------
+    A folder that is not a CN-Celeb1 release is refused before any file is read:
+
     >>> import tempfile
-    >>> prepare_cnceleb("tests/samples", tempfile.mkdtemp(), skip_prep=True)
+    >>> prepare_cnceleb(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    data_prep.common.PrepError: not a CN-Celeb1 folder (expected data/ and eval/ inside): /...
     """
     if skip_prep:
         return
@@ -125,12 +126,12 @@ def prepare_cnceleb(
     frames = scan_audio(paths, log, num_workers, desc="scan CN-Celeb")
     by_speaker = _training_utterances(train_files, frames)
     train, valid = split_valid(by_speaker, valid_ratio, np.random.default_rng(seed))
-    write_csv(save / "train.csv", training_rows(train, min_duration, max_duration), with_genre=True)
-    write_csv(save / "valid.csv", training_rows(valid, min_duration, max_duration), with_genre=True)
+    write_manifest(save / "train.csv", training_rows(train, min_duration, max_duration), with_genre=True)
+    write_manifest(save / "valid.csv", training_rows(valid, min_duration, max_duration), with_genre=True)
     enroll_rows = _enroll_rows(models, frames, log)
     test_rows = [utterance_row(_test_utterance(p, frames[p])) for p in test_files if p in frames]
-    write_csv(save / "enroll.csv", enroll_rows, with_genre=True)
-    write_csv(save / "test.csv", test_rows, with_genre=True)
+    write_manifest(save / "enroll.csv", enroll_rows, with_genre=True)
+    write_manifest(save / "test.csv", test_rows, with_genre=True)
     write_trials(save / "trials.txt", _usable_trials(trials, enroll_rows, test_rows, log))
     log.note(f"{len(by_speaker)} training speakers ({len(train)} train, {len(valid)} valid files)")
     finish(save, opts, log)
@@ -280,7 +281,7 @@ def _test_utterance(path: str, frames: int) -> Utterance:
     return Utterance(stem, path, frames, parts[0], parts[1] if len(parts) > 1 else "")
 
 
-def _enroll_rows(models: Dict[str, Tuple[str, ...]], frames: Dict[str, int], log: PrepLog) -> List[Row]:
+def _enroll_rows(models: Dict[str, Tuple[str, ...]], frames: Dict[str, int], log: PrepLog) -> List[ManifestRow]:
     """One row per model; a model with a skipped file is left out (noted)."""
     rows = []
     for enroll_id in sorted(models):
@@ -289,14 +290,15 @@ def _enroll_rows(models: Dict[str, Tuple[str, ...]], frames: Dict[str, int], log
             log.note(f"enrolment {enroll_id} left out: one of its files was skipped")
             continue
         spk = enroll_id[: -len("-enroll")] if enroll_id.endswith("-enroll") else enroll_id
-        rows.append(Row(enroll_id, files, 0, sum(frames[p] for p in files), spk))
+        rows.append(ManifestRow(enroll_id, ";".join(files), 0, sum(frames[p] for p in files), spk))
     return rows
 
 
-def _usable_trials(trials: TrialList, enroll: Sequence[Row], tests: Sequence[Row], log: PrepLog) -> Iterator[Trial]:
+def _usable_trials(trials: TrialList, enroll: Sequence[ManifestRow], tests: Sequence[ManifestRow],
+                   log: PrepLog) -> Iterator[Trial]:
     """Trials with ids of ``enroll.csv``/``test.csv``; those naming a skipped file are dropped (noted)."""
     models = {row.id for row in enroll}
-    test_ids = {row.wav[0]: row.id for row in tests}
+    test_ids = {row.wav: row.id for row in tests}
     enroll_ok = np.array([e in models for e in trials.enroll_ids])
     test_ok = np.array([t in test_ids for t in trials.test_paths])
     keep = enroll_ok[trials.enroll] & test_ok[trials.test]
@@ -304,7 +306,7 @@ def _usable_trials(trials: TrialList, enroll: Sequence[Row], tests: Sequence[Row
         log.note(f"{int((~keep).sum())} trials dropped: they name a skipped file")
     test_names = [test_ids.get(t, "") for t in trials.test_paths]
     pairs = zip(trials.enroll[keep].tolist(), trials.test[keep].tolist(), trials.target[keep].tolist())
-    return ((trials.enroll_ids[e], test_names[t], bool(y)) for e, t, y in pairs)
+    return ((trials.enroll_ids[e], test_names[t], y) for e, t, y in pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:

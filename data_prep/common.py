@@ -4,13 +4,14 @@ Header-only audio scan (``soundfile``; FLAC files are checked by reading their
 last frames, WAV files by comparing the ``data`` chunk size with the file
 size), a skip log with a one-line summary, grouping of training utterances
 (concatenation of short ones, chunking of long ones), test-duration crops,
-trial generation, atomic manifest writes and the ``skip_prep`` check.
+trial generation and the ``skip_prep`` check. Manifests and trial lists are
+written by ``speechbrain_ext.manifest``.
 
-No torch or speechbrain import here: preparation stays light and fast.
+No torch or SpeechBrain import here (nor in ``speechbrain_ext.manifest``):
+preparation stays light and fast.
 """
 import argparse
 import collections
-import csv
 import json
 import logging
 import multiprocessing
@@ -27,12 +28,11 @@ import soundfile as sf
 from tqdm import tqdm
 
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, Trial
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac")
-CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 OPTS_FILE = "prep_opts.json"
 OUTPUTS_FILE = "prep_outputs.txt"
 LOG_FILE = "prep.log"
@@ -71,42 +71,21 @@ class Utterance:
     genre: str = ""
 
 
-@dataclass(frozen=True)
-class Row:
-    """One manifest row: ``wav`` files joined in order, samples ``[start, stop)``.
+def utterance_row(utt: Utterance, start: int = 0, stop: Optional[int] = None, row_id: str = "") -> ManifestRow:
+    """Return the row of one utterance (whole file unless ``start``/``stop`` given)."""
+    stop = utt.frames if stop is None else stop
+    return ManifestRow(row_id or utt.id, utt.path, start, stop, utt.spk_id, utt.genre)
+
+
+def joined_row(row_id: str, utts: Sequence[Utterance], spk_id: str, genre: str = "") -> ManifestRow:
+    """One row of several utterances joined in order (a ``;`` list), their whole signal.
 
     Example
     -------
-    >>> Row("a+1", ("/x/a.wav", "/x/b.wav"), 0, 24000, "spk").as_csv()["wav"]
-    '/x/a.wav;/x/b.wav'
-    >>> Row("a+1", ("/x/a.wav",), 0, 24000, "spk").as_csv()["duration"]
-    '1.500'
+    >>> joined_row("s-enroll", [Utterance("s/a", "/a.wav", 3, "s"), Utterance("s/b", "/b.wav", 4, "s")], "s")
+    ManifestRow(id='s-enroll', wav='/a.wav;/b.wav', start=0, stop=7, spk_id='s', genre='')
     """
-
-    id: str
-    wav: Tuple[str, ...]
-    start: int
-    stop: int
-    spk_id: str
-    genre: str = ""
-
-    def as_csv(self) -> Dict[str, str]:
-        """Return the row as the manifest's string fields."""
-        return {
-            "ID": self.id,
-            "duration": f"{(self.stop - self.start) / SAMPLE_RATE:.3f}",
-            "wav": ";".join(self.wav),
-            "start": str(self.start),
-            "stop": str(self.stop),
-            "spk_id": self.spk_id,
-            "genre": self.genre,
-        }
-
-
-def utterance_row(utt: Utterance, start: int = 0, stop: Optional[int] = None, row_id: str = "") -> Row:
-    """Return the row of one utterance (whole file unless ``start``/``stop`` given)."""
-    stop = utt.frames if stop is None else stop
-    return Row(row_id or utt.id, (utt.path,), start, stop, utt.spk_id, utt.genre)
+    return ManifestRow(row_id, ";".join(u.path for u in utts), 0, sum(u.frames for u in utts), spk_id, genre)
 
 
 def sanitize_id(name: str) -> str:
@@ -283,7 +262,7 @@ def check_durations(min_duration: float, max_duration: float) -> None:
         )
 
 
-def chunk(utt: Utterance, max_frames: int) -> List[Row]:
+def chunk(utt: Utterance, max_frames: int) -> List[ManifestRow]:
     """Cut an utterance longer than ``max_frames`` into equal consecutive chunks.
 
     Example
@@ -299,7 +278,7 @@ def chunk(utt: Utterance, max_frames: int) -> List[Row]:
     return [utterance_row(utt, a, b, f"{utt.id}#{k}") for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
-def concatenate(utts: Sequence[Utterance], min_frames: int) -> List[Row]:
+def concatenate(utts: Sequence[Utterance], min_frames: int) -> List[ManifestRow]:
     """Join consecutive utterances (one speaker and genre) until ``min_frames``.
 
     A remainder still under ``min_frames`` is appended to the last group;
@@ -310,7 +289,7 @@ def concatenate(utts: Sequence[Utterance], min_frames: int) -> List[Row]:
     -------
     >>> us = [Utterance(f"s/{i}", f"/{i}.wav", n, "s") for i, n in enumerate([3, 3, 4, 1])]
     >>> [(r.id, r.wav, r.stop) for r in concatenate(us, 5)]
-    [('s/0+1', ('/0.wav', '/1.wav'), 6), ('s/2+1', ('/2.wav', '/3.wav'), 5)]
+    [('s/0+1', '/0.wav;/1.wav', 6), ('s/2+1', '/2.wav;/3.wav', 5)]
     """
     groups: List[List[Utterance]] = [[]]
     for utt in utts:
@@ -324,15 +303,14 @@ def concatenate(utts: Sequence[Utterance], min_frames: int) -> List[Row]:
     return [_joined_row(group) for group in groups]
 
 
-def _joined_row(group: Sequence[Utterance]) -> Row:
+def _joined_row(group: Sequence[Utterance]) -> ManifestRow:
     first = group[0]
     if len(group) == 1:
         return utterance_row(first)
-    total = sum(u.frames for u in group)
-    return Row(f"{first.id}+{len(group) - 1}", tuple(u.path for u in group), 0, total, first.spk_id, first.genre)
+    return joined_row(f"{first.id}+{len(group) - 1}", group, first.spk_id, first.genre)
 
 
-def training_rows(utts: Sequence[Utterance], min_duration: float, max_duration: float) -> List[Row]:
+def training_rows(utts: Sequence[Utterance], min_duration: float, max_duration: float) -> List[ManifestRow]:
     """Rows for training: short files concatenated per speaker and genre, long ones chunked.
 
     Files under ``min_duration`` seconds are joined (:func:`concatenate`),
@@ -341,7 +319,7 @@ def training_rows(utts: Sequence[Utterance], min_duration: float, max_duration: 
     """
     min_frames, max_frames = int(min_duration * SAMPLE_RATE), int(max_duration * SAMPLE_RATE)
     groups: Dict[Tuple[str, str], List[Utterance]] = collections.defaultdict(list)
-    rows: List[Row] = []
+    rows: List[ManifestRow] = []
     for utt in sorted(utts, key=lambda u: u.id):
         if utt.frames < min_frames:
             groups[(utt.spk_id, utt.genre)].append(utt)
@@ -373,9 +351,6 @@ def split_valid(
 
 
 # ------------------------------------------------------------- test / trials
-Trial = Tuple[str, str, bool]
-
-
 def duration_tag(seconds: float) -> str:
     """``2.0`` -> ``'2s'``, ``1.5`` -> ``'1.5s'`` (used in ids and file names)."""
     return f"{seconds:g}s"
@@ -383,7 +358,7 @@ def duration_tag(seconds: float) -> str:
 
 def crop_rows(
     utts: Sequence[Utterance], seconds: float, rng: np.random.Generator, log: PrepLog
-) -> List[Row]:
+) -> List[ManifestRow]:
     """One ``seconds``-long crop per utterance, at a random (seeded) position.
 
     Crop ids are ``<utt_id>@<d>s``. Utterances shorter than ``seconds`` get
@@ -420,16 +395,16 @@ def make_trials(
 
     Returns
     -------
-    Sorted ``(enroll_id, test_id, is_target)`` tuples.
+    Sorted ``(enroll_id, test_id, label)`` tuples, label 1 = target.
 
     Example
     -------
     >>> trials = make_trials({"a": "a-e", "b": "b-e"}, [("a/1", "a"), ("b/1", "b")], 1.0, np.random.default_rng(0))
     >>> trials
-    [('a-e', 'a/1', True), ('a-e', 'b/1', False), ('b-e', 'a/1', False), ('b-e', 'b/1', True)]
+    [('a-e', 'a/1', 1), ('a-e', 'b/1', 0), ('b-e', 'a/1', 0), ('b-e', 'b/1', 1)]
     """
     speakers = sorted(models)
-    targets = [(models[spk], test_id, True) for test_id, spk in tests if spk in models]
+    targets = [(models[spk], test_id, 1) for test_id, spk in tests if spk in models]
     total = len(speakers) * len(tests)
     wanted = min(round(nontarget_ratio * len(targets)), total - len(targets))
     picks = rng.choice(total, size=min(total, wanted + len(targets)), replace=False) if wanted > 0 else []
@@ -438,7 +413,7 @@ def make_trials(
         spk = speakers[flat // len(tests)]
         test_id, test_spk = tests[flat % len(tests)]
         if spk != test_spk and len(nontargets) < wanted:
-            nontargets.append((models[spk], test_id, False))
+            nontargets.append((models[spk], test_id, 0))
     return sorted(targets + nontargets)
 
 
@@ -448,26 +423,10 @@ def all_trials(models: Dict[str, str], tests: Sequence[Tuple[str, str]]) -> List
     Example
     -------
     >>> all_trials({"a": "a-e", "b": "b-e"}, [("a/1", "a"), ("b/1", "b"), ("c/1", "c")])[:3]
-    [('a-e', 'a/1', True), ('a-e', 'b/1', False), ('a-e', 'c/1', False)]
+    [('a-e', 'a/1', 1), ('a-e', 'b/1', 0), ('a-e', 'c/1', 0)]
     """
-    return sorted((enroll_id, test_id, spk == test_spk)
+    return sorted((enroll_id, test_id, int(spk == test_spk))
                   for spk, enroll_id in models.items() for test_id, test_spk in tests)
-
-
-# ------------------------------------------------------------------ writing
-def write_csv(path: Path, rows: Iterable[Row], with_genre: bool = False) -> None:
-    """Write a manifest atomically (header even when there are no rows)."""
-    fields = CSV_FIELDS + ["genre"] * with_genre
-    with atomic_write(path, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(row.as_csv() for row in rows)
-
-
-def write_trials(path: Path, trials: Iterable[Trial]) -> None:
-    """Write ``enroll_id test_id target|nontarget`` lines atomically."""
-    with atomic_write(path) as f:
-        f.writelines(f"{e} {t} {'target' if y else 'nontarget'}\n" for e, t, y in trials)
 
 
 # --------------------------------------------------------- skip_prep check

@@ -28,6 +28,24 @@ most ``enroll_utts``) are used for training only; a single-file speaker also
 gets no validation file. Each such speaker is noted in ``prep.log``.
 
 Usage: ``python data_prep/folder_prepare.py --data_folder ROOT --save_folder OUT``.
+
+Example: 5 speakers of 4 files (1-2.5 s), 2 of them held out for test.
+
+>>> import tempfile, numpy as np, soundfile as sf
+>>> from pathlib import Path
+>>> from speechbrain_ext.manifest import read_manifest, read_trials
+>>> corpus, out = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+>>> for spk, utt in [(s, u) for s in "abcde" for u in range(4)]:
+...     (corpus / spk).mkdir(exist_ok=True)
+...     sf.write(corpus / spk / f"{utt}.wav", np.full(16000 + 8000 * utt, 0.1, "float32"), 16000)
+>>> prepare_folder(str(corpus), str(out), seed=1, num_test_speakers=2, enroll_utts=2, test_durations=(2.0,),
+...                all_pairs=True, min_duration=0, num_workers=1)
+>>> sorted({row.spk_id for row in read_manifest(out / "train.csv")})
+['b', 'c', 'd']
+>>> [row.id for row in read_manifest(out / "test.csv")]  # whole files, then 2 s crops of those long enough
+['a/2', 'a/3', 'e/1', 'e/2', 'a/2@2s', 'a/3@2s', 'e/2@2s']
+>>> read_trials(out / "trials_2s.txt")[:3]
+[('a-enroll', 'a/2@2s', 1), ('a-enroll', 'a/3@2s', 1), ('a-enroll', 'e/2@2s', 0)]
 """
 import argparse
 import inspect
@@ -42,13 +60,13 @@ from data_prep.common import (
     OptionError,
     PrepLog,
     Utterance,
-    Row,
     check_durations,
     crop_rows,
     duration_tag,
     finish,
     invalidate,
     is_prepared,
+    joined_row,
     list_audio,
     all_trials,
     make_trials,
@@ -59,9 +77,8 @@ from data_prep.common import (
     split_valid,
     training_rows,
     utterance_row,
-    write_csv,
-    write_trials,
 )
+from speechbrain_ext.manifest import ManifestRow, write_manifest, write_trials
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +154,6 @@ def prepare_folder(
         Processes reading audio headers.
     skip_prep : bool
         If True, do nothing.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> prepare_folder("tests/samples", tempfile.mkdtemp(), skip_prep=True)
     """
     if skip_prep:
         return
@@ -154,25 +166,34 @@ def prepare_folder(
     log = PrepLog()
     by_speaker = _scan(Path(data_folder), log, num_workers)
     invalidate(save)
-    rng = np.random.default_rng(seed)
-    wanted = {"test": _wanted(num_test_speakers, test_ratio, len(by_speaker)),
-              "dev": _wanted(num_dev_speakers, dev_ratio, len(by_speaker))}
-    held_out = _choose_held_out_speakers(by_speaker, wanted, enroll_utts, rng, log)
+    _split_and_write(save, by_speaker, opts, log)
+    finish(save, opts, log, [p.relative_to(save).as_posix() for p in sorted(save.glob("**/trials_*.txt"))])
+
+
+def _split_and_write(save: Path, by_speaker: Dict[str, List[Utterance]], opts: dict, log: PrepLog) -> None:
+    """Split the speakers, write the training manifests and each held-out split's test material.
+
+    ``opts`` are :func:`prepare_folder`'s options as :func:`_check_options` returns them.
+    """
+    rng = np.random.default_rng(opts["seed"])
+    wanted = {"test": _wanted(opts["num_test_speakers"], opts["test_ratio"], len(by_speaker)),
+              "dev": _wanted(opts["num_dev_speakers"], opts["dev_ratio"], len(by_speaker))}
+    held_out = _choose_held_out_speakers(by_speaker, wanted, opts["enroll_utts"], rng, log)
     train, valid = split_valid({s: u for s, u in by_speaker.items()
-                                if not any(s in spk for spk in held_out.values())}, valid_ratio, rng)
-    write_csv(save / "train.csv", training_rows(train, min_duration, max_duration))
-    write_csv(save / "valid.csv", training_rows(valid, min_duration, max_duration))
+                                if not any(s in spk for spk in held_out.values())}, opts["valid_ratio"], rng)
+    for name, utts in (("train.csv", train), ("valid.csv", valid)):
+        write_manifest(save / name, training_rows(utts, opts["min_duration"], opts["max_duration"]))
     counts = []
     for split, folder in (("test", save), ("dev", save / DEV_FOLDER)):
         if split == "dev" and not held_out["dev"]:
             continue
-        enroll, tests = _enroll_and_test({s: by_speaker[s] for s in held_out[split]}, enroll_utts, rng)
-        _write_test_material(folder, enroll, tests, test_durations, nontarget_ratio, all_pairs, rng, log)
+        enroll, tests = _enroll_and_test({s: by_speaker[s] for s in held_out[split]}, opts["enroll_utts"], rng)
+        _write_test_material(folder, enroll, tests, opts["test_durations"], opts["nontarget_ratio"],
+                             opts["all_pairs"], rng, log)
         counts.append(f"{len(held_out[split])} {split} speakers ({len(tests)} test files)")
     training_speakers = len(by_speaker) - sum(len(s) for s in held_out.values())
     log.note(f"{training_speakers} training speakers ({len(train)} train, {len(valid)} valid files), "
              + ", ".join(counts))
-    finish(save, opts, log, [p.relative_to(save).as_posix() for p in sorted(save.glob("**/trials_*.txt"))])
 
 
 def _check_options(args: dict) -> dict:
@@ -268,7 +289,7 @@ def _choose_held_out_speakers(
 
 def _enroll_and_test(
     test_speakers: Dict[str, List[Utterance]], enroll_utts: int, rng: np.random.Generator
-) -> Tuple[List[Row], List[Utterance]]:
+) -> Tuple[List[ManifestRow], List[Utterance]]:
     """Pick ``enroll_utts`` files per test speaker for enrolment; the rest are tests."""
     enroll, tests = [], []
     for spk in sorted(test_speakers):
@@ -276,14 +297,13 @@ def _enroll_and_test(
         chosen = set(rng.permutation(len(utts))[:enroll_utts].tolist())
         picked = [u for i, u in enumerate(utts) if i in chosen]
         tests.extend(u for i, u in enumerate(utts) if i not in chosen)
-        total = sum(u.frames for u in picked)
-        enroll.append(Row(f"{spk}-enroll", tuple(u.path for u in picked), 0, total, spk))
+        enroll.append(joined_row(f"{spk}-enroll", picked, spk))
     return enroll, tests
 
 
 def _write_test_material(
     save: Path,
-    enroll: List[Row],
+    enroll: List[ManifestRow],
     tests: List[Utterance],
     test_durations: Sequence[float],
     nontarget_ratio: float,
@@ -308,14 +328,14 @@ def _write_test_material(
         crop_lists.append((tag, [(e, f"{t}@{tag}", y) for e, t, y in trials if f"{t}@{tag}" in kept]))
         test_rows.extend(crops)
     save.mkdir(parents=True, exist_ok=True)
-    write_csv(save / "enroll.csv", enroll)
-    write_csv(save / "test.csv", test_rows)
+    write_manifest(save / "enroll.csv", enroll)
+    write_manifest(save / "test.csv", test_rows)
     write_trials(save / "trials.txt", trials)
     for tag, crop_trials in crop_lists:
         classes = {y for _, _, y in crop_trials}
         if len(classes) == 1:
             log.note(f"{save / f'trials_{tag}.txt'} not written: its {len(crop_trials)} trial(s) "
-                     f"are all {'target' if True in classes else 'non-target'}")
+                     f"are all {'target' if 1 in classes else 'non-target'}")
             (save / f"trials_{tag}.txt").unlink(missing_ok=True)
             continue
         write_trials(save / f"trials_{tag}.txt", crop_trials)

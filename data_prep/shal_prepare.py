@@ -18,8 +18,16 @@ def prepare_shal(data_folder: str, save_folder: str, **options) -> None:
 
     Example
     -------
-    >>> import tempfile
-    >>> prepare_shal("tests/samples", tempfile.mkdtemp(), skip_prep=True)
+    >>> import tempfile, numpy as np, soundfile as sf
+    >>> from pathlib import Path
+    >>> from speechbrain_ext.manifest import read_manifest
+    >>> corpus, out = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+    >>> for spk, utt in [(s, u) for s in "ab" for u in range(7)]:  # 2 speakers x 7 strings of 1 s
+    ...     (corpus / spk).mkdir(exist_ok=True)
+    ...     sf.write(corpus / spk / f"{utt}.wav", np.full(16000, 0.1, "float32"), 16000)
+    >>> prepare_shal(str(corpus), str(out), num_test_speakers=0, valid_ratio=0, num_workers=1)
+    >>> [(row.id, row.duration) for row in read_manifest(out / "train.csv") if row.spk_id == "a"]  # joined to >= 3 s
+    [('a/0+2', 3.0), ('a/3+3', 4.0)]
     """
     prepare_folder(data_folder, save_folder, **{**SHAL_DEFAULTS, **options})
 

@@ -53,8 +53,9 @@ import soundfile as sf
 from tqdm import tqdm
 
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import SAMPLE_RATE
+from speechbrain_ext.simulation import coloured_noise, fft_size, room_impulse_response
 
-SAMPLE_RATE = 16000
 CORPUS_FILE = ".corpus.json"
 ESPEAK_DIR = ".espeak-ng-data"
 REQUIRED_TOOLS = ("espeak-ng", "sox")
@@ -444,46 +445,10 @@ def channel_response(freqs: np.ndarray, plan: UtterancePlan) -> np.ndarray:
     return np.interp(freqs, grid, 10.0 ** (gain_db / 20.0) * highpass * lowpass)
 
 
-def room_impulse_response(plan: UtterancePlan, rng: np.random.Generator) -> np.ndarray:
-    """Return a synthetic RIR: a unit direct path + exponentially decaying noise."""
-    t = np.arange(1, int(plan.rt60_s * SAMPLE_RATE)) / SAMPLE_RATE
-    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / plan.rt60_s)  # -60 dB at rt60
-    tail *= np.sqrt(10.0 ** (-plan.drr_db / 10.0) / np.sum(tail**2))
-    return np.concatenate([[1.0], tail])
-
-
-def fft_size(length: int) -> int:
-    """Return the smallest 5-smooth integer >= ``length`` (a fast FFT size).
-
-    Example
-    -------
-    >>> fft_size(1000), fft_size(1031)
-    (1000, 1080)
-    """
-    size = length
-    while True:
-        rest = size
-        for factor in (2, 3, 5):
-            while rest % factor == 0:
-                rest //= factor
-        if rest == 1:
-            return size
-        size += 1
-
-
-def coloured_noise(length: int, colour: float, rng: np.random.Generator) -> np.ndarray:
-    """Return unit-power noise with power spectrum ~ 1 / f**colour."""
-    size = fft_size(length)
-    freqs = np.maximum(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), 20.0)
-    spectrum = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
-    noise = np.fft.irfft(spectrum / freqs ** (colour / 2.0), n=size)[:length]
-    return noise / np.sqrt(np.mean(noise**2))
-
-
 def augment(signal: np.ndarray, plan: UtterancePlan) -> np.ndarray:
     """Apply the planned channel colouring, reverb, noise and level."""
     rng = np.random.default_rng(plan.noise_seed)
-    rir = room_impulse_response(plan, rng)
+    rir = room_impulse_response(plan.rt60_s, plan.drr_db, rng)
     size = fft_size(len(signal) + len(rir) - 1)
     spectrum = np.fft.rfft(signal, size) * np.fft.rfft(rir, size)
     spectrum *= channel_response(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), plan)
@@ -623,6 +588,30 @@ def _plan_metadata(plan: UtterancePlan) -> Dict:
     }
 
 
+def _generate(folder: Path, arguments: Dict, num_workers: int) -> Dict:
+    """Render the corpus of ``arguments`` into ``folder``; return its ``.corpus.json`` metadata.
+
+    The metadata is written first with ``complete: false`` and rewritten
+    with the utterances and ``complete: true`` once every file is written.
+    """
+    voices = [draw_voice(arguments["seed"], arguments["domain"], s) for s in range(1, arguments["num_speakers"] + 1)]
+    meta = {"arguments": arguments, "complete": False,
+            "speakers": {v.name: dataclasses.asdict(v) for v in voices}, "utterances": {}}
+    with atomic_write(folder / CORPUS_FILE) as f:
+        json.dump(meta, f, indent=1)
+    espeak_path = write_espeak_data(folder / ESPEAK_DIR, arguments["lang"], voices)
+    plans = list(_plans(arguments, voices))
+    results = _render_all(plans, espeak_path, folder, num_workers)
+    meta["utterances"] = {
+        key: {"text": plan.text, "duration": round(duration, 4), **_plan_metadata(plan)}
+        for plan, (key, duration) in zip(plans, results)
+    }
+    meta["complete"] = True
+    with atomic_write(folder / CORPUS_FILE) as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
 def synthesize_corpus(
     output_folder: str,
     num_speakers: int = 40,
@@ -682,21 +671,7 @@ def synthesize_corpus(
         print(f"synth_digits: reusing the corpus in {folder} (same arguments)")
         return _summary(folder, existing, time.perf_counter() - start, reused=True)
     check_tools()
-    voices = [draw_voice(seed, domain, s) for s in range(1, num_speakers + 1)]
-    meta = {"arguments": arguments, "complete": False,
-            "speakers": {v.name: dataclasses.asdict(v) for v in voices}, "utterances": {}}
-    with atomic_write(folder / CORPUS_FILE) as f:
-        json.dump(meta, f, indent=1)
-    espeak_path = write_espeak_data(folder / ESPEAK_DIR, args["lang"], voices)
-    plans = list(_plans(arguments, voices))
-    results = _render_all(plans, espeak_path, folder, num_workers)
-    meta["utterances"] = {
-        key: {"text": plan.text, "duration": round(duration, 4), **_plan_metadata(plan)}
-        for plan, (key, duration) in zip(plans, results)
-    }
-    meta["complete"] = True
-    with atomic_write(folder / CORPUS_FILE) as f:
-        json.dump(meta, f, indent=1)
+    meta = _generate(folder, arguments, num_workers)
     summary = _summary(folder, meta, time.perf_counter() - start, reused=False)
     print(
         f"synth_digits: wrote {summary['num_utterances']} utterances of "

@@ -40,12 +40,14 @@ from typing import Dict, List
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_ext.embeddings import embed_manifest, read_manifest, speaker_means
-from speechbrain_ext.export import COHORT_FILE, load_extractor, save_cohort
+from speechbrain_ext.builder import load_extractor
+from speechbrain_ext.calibration import COHORT_FILE, save_cohort
+from speechbrain_ext.embeddings import embed_manifest, speaker_means
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import read_manifest, read_trials, write_scores
 from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, min_dcf, threshold_at_far
 from speechbrain_ext.plots import plot_det, plot_score_hist
-from speechbrain_ext.scoring import Scoring, read_trials, write_scores
+from speechbrain_ext.scoring import Scoring
 
 logger = logging.getLogger("evaluate")
 

@@ -23,7 +23,9 @@ import sys
 
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_ext.export import ExportError, export_model, files_in, load_extractor, push_to_hub
+from speechbrain_ext.builder import ModelError, load_extractor
+from speechbrain_ext.export import export_model, files_in
+from speechbrain_ext.hub import push_to_hub
 
 
 def parse_args(argv):
@@ -50,11 +52,11 @@ def write_onnx(folder) -> None:
     """Export the model folder's embedding pipeline to ONNX and print its parity with PyTorch."""
     from speechbrain_ext.onnx_export import export_onnx, onnx_parity
 
-    modules = dict(load_extractor(folder / "hyperparams.yaml", folder).modules)  # eval mode
+    modules = dict(load_extractor(None, folder).modules)  # the folder's own hyperparams.yaml; eval mode
     export_onnx(modules, folder / "embedding_model.onnx")
     diff = onnx_parity(folder / "embedding_model.onnx", modules)
     if diff > 1e-4:
-        raise ExportError(f"ONNX graph differs from PyTorch by {diff:.2e} (> 1e-4)")
+        raise ModelError(f"ONNX graph differs from PyTorch by {diff:.2e} (> 1e-4)")
     print(f"embedding_model.onnx: max |onnxruntime - PyTorch| = {diff:.2e} on 0.5-4 s clips")
 
 
@@ -69,7 +71,7 @@ def main(argv) -> int:
         print(f"model folder {folder}: {', '.join(files_in(folder))}")
         if args.push_to_hub:
             print(f"pushed to {args.push_to_hub}: {push_to_hub(folder, args.push_to_hub)}")
-    except (ExportError, FileNotFoundError) as err:
+    except (ModelError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,6 +10,9 @@ Usage::
 The yaml names the Brain (``brain_class``), the data preparation
 (``prepare_data``, skipped with ``--skip_prep=True``) and everything else; any
 key can be overridden on the command line (``--number_of_epochs=2``).
+``out_n_neurons: null`` (the default of every yaml) sizes the classifier
+from the prepared ``train.csv``: its speakers, times the speeds when
+``speed_as_speaker``; an explicit value must equal that.
 SpeechBrain's run options apply (``--device``, ``--debug``,
 ``--distributed_backend``, ``--precision``, ``--ckpt_interval_steps``...).
 A killed run resumes from its last checkpoint when restarted with the same
@@ -23,7 +26,39 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
+from speechbrain_ext.builder import build_modules, read_nodes
 from speechbrain_ext.dataio import speaker_datasets
+from speechbrain_ext.manifest import read_manifest, speaker_count
+
+# the yaml keys needed before the yaml is loaded: preparation and the classifier size
+PREPARATION_KEYS = ("prepare_data", "train_csv", "out_n_neurons", "speed_perturb", "speed_as_speaker")
+
+
+def classifier_size(num_speakers: int, speed_perturb, speed_as_speaker: bool) -> int:
+    """Classifier rows: ``num_speakers``, times ``len(speed_perturb.speeds)`` when each speed is a speaker."""
+    return num_speakers * (len(speed_perturb.speeds) if speed_as_speaker and speed_perturb is not None else 1)
+
+
+def prepare(hparams_file: str, overrides: str) -> str:
+    """Run the yaml's ``prepare_data``; return ``overrides`` with ``out_n_neurons`` when the yaml leaves it null.
+
+    ``out_n_neurons: null`` means "the training speakers of the prepared
+    ``train.csv``" (x speeds with ``speed_as_speaker``). HyperPyYAML builds
+    the classifier when it loads the yaml, so the count has to be known
+    before that load: only the ``PREPARATION_KEYS`` nodes are read
+    (``builder.read_nodes``, nothing else instantiated), the data prepared
+    (on the main process), the speakers counted, and the count handed to the
+    one full load as an override. Passing it as an override (rather than
+    resizing the classifier after the load) also writes it into the run's
+    ``hyperparams.yaml``, which export and evaluation read.
+    """
+    nodes = read_nodes(hparams_file, PREPARATION_KEYS, overrides, fill_placeholders=False)
+    built = build_modules({key: nodes[key] for key in ("prepare_data", "speed_perturb")})
+    run_on_main(built["prepare_data"])
+    if nodes["out_n_neurons"] is not None:
+        return overrides
+    size = classifier_size(speaker_count(nodes["train_csv"]), built["speed_perturb"], nodes["speed_as_speaker"])
+    return f"{overrides}\nout_n_neurons: {size}".strip()
 
 
 def prepare_augmentation_sources(hparams: dict) -> None:
@@ -38,42 +73,37 @@ def prepare_augmentation_sources(hparams: dict) -> None:
                 sys.exit(f"error: {key}={path}: no such file (or set generate_augment_sources: True)")
         return
     if not os.path.isfile(hparams["noise_csv"]):
-        with open(hparams["train_csv"]) as f:
-            rows = [line.split(",")[2] for line in f.read().splitlines()[1:] if line]
-        prepare_generated_noise(hparams["noise_csv"], rows[:: max(len(rows) // 200, 1)],
-                                seed=hparams["seed"])
+        wavs = [row.wav for row in read_manifest(hparams["train_csv"])]
+        prepare_generated_noise(hparams["noise_csv"], wavs[:: max(len(wavs) // 200, 1)], seed=hparams["seed"])
     if not os.path.isfile(hparams["rir_csv"]):
         prepare_simulated_rirs(hparams["rir_csv"], seed=hparams["seed"])
 
 
 def check_classifier_size(hparams: dict, num_speakers: int) -> None:
     """Fail clearly when ``out_n_neurons`` does not match the training speakers."""
-    speeds = hparams["speed_perturb"].speeds if hparams.get("speed_perturb") is not None else [100]
-    factor = len(speeds) if hparams.get("speed_as_speaker") else 1
-    if hparams["out_n_neurons"] != num_speakers * factor:
+    size = classifier_size(num_speakers, hparams.get("speed_perturb"), hparams.get("speed_as_speaker"))
+    if hparams["out_n_neurons"] != size:
         sys.exit(f"error: out_n_neurons={hparams['out_n_neurons']} but {hparams['train_csv']} has "
-                 f"{num_speakers} speakers (x{factor} speeds): set --out_n_neurons="
-                 f"{num_speakers * factor}")
+                 f"{num_speakers} speakers (x{size // num_speakers} speeds): set --out_n_neurons={size}")
 
 
 def main(argv) -> sb.Brain:
     """Run the recipe; returns the trained Brain."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
+    overrides = prepare(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
                                    hyperparams_to_save=hparams_file, overrides=overrides)
 
-    run_on_main(hparams["prepare_data"])
     run_on_main(prepare_augmentation_sources, kwargs={"hparams": hparams})
     brain_class = hparams["brain_class"]
     train, valid, encoder = speaker_datasets(hparams, hparams[brain_class.train_crop_key])
     check_classifier_size(hparams, len(encoder))
 
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
-                                   hparams=hparams, run_opts=run_opts,
-                                   checkpointer=hparams["checkpointer"])
+                        hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.num_speakers = len(encoder)
     brain.fit(hparams["epoch_counter"], train, valid,
               train_loader_kwargs=hparams["train_dataloader_options"],

@@ -2,14 +2,19 @@
 
 Library modules (one job each):
 
+- ``manifest``: manifests, trial lists and score files (``SAMPLE_RATE``, ``PathLike``; no torch).
 - ``audio``: reading and validating audio files and manifest rows.
 - ``io_utils``: atomic writes of manifests, scores and models.
 - ``dataio``: SpeechBrain datasets with random crops of concatenated rows.
-- ``augment``: feature enhancement (generated noise, simulated RIRs, SpecAugment).
+- ``simulation``: coloured noise and room impulse responses (numpy only).
+- ``augment``: feature enhancement sources (generated noise, simulated RIRs).
 - ``schedulers``: preheating (LR warm-up, AAM margin warm-up, loss-weight ramps).
 - ``losses``: multi-subspace CE (``SubCenterAAM``) and long-short KL (``LongShortKL``).
 - ``brains``: ``PretrainBrain`` and ``TransferBrain``.
-- ``metrics``/``scoring``/``embeddings``/``export``: evaluation and packaging.
+- ``builder``: modules from yaml nodes; the embedding model of a trained folder.
+- ``metrics``/``scoring``/``embeddings``: evaluation.
+- ``export``/``calibration``/``inference``/``hub``: packaging a model folder, its
+  calibrated score, loading it for verification, publishing it.
 """
 
 __version__ = "0.1.0"

@@ -223,7 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run = _with_model if args.command in ("enroll", "verify", "identify") else _store_only
         return run(args, event)
-    except (ValueError, OSError) as err:  # AudioError, VoiceprintError, ExportError, missing files
+    except (ValueError, OSError) as err:  # AudioError, VoiceprintError, ModelError, missing files
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
     except Exception as err:  # noqa: BLE001 -- anything else, e.g. weights that do not fit: one line too
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"

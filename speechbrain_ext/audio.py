@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-SAMPLE_RATE = 16000
+from speechbrain_ext.manifest import SAMPLE_RATE
 
 
 class AudioError(ValueError):

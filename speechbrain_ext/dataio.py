@@ -14,7 +14,8 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
 
-from speechbrain_ext.audio import SAMPLE_RATE, read_row, repeat_pad
+from speechbrain_ext.audio import read_row, repeat_pad
+from speechbrain_ext.manifest import SAMPLE_RATE, PathLike, read_manifest
 
 
 def _crop_bounds(start: int, stop: int, crop: int, randomise: bool) -> Tuple[int, int]:
@@ -36,8 +37,8 @@ def add_crop_pipeline(dataset: DynamicItemDataset, sentence_len: float, randomis
 
     @takes("wav", "start", "stop")
     @provides("sig")
-    def crop_pipeline(wav: str, start: str, stop: str) -> torch.Tensor:
-        lo, hi = _crop_bounds(int(start), int(stop), crop, randomise)
+    def crop_pipeline(wav: str, start: int, stop: int) -> torch.Tensor:
+        lo, hi = _crop_bounds(start, stop, crop, randomise)
         return repeat_pad(torch.from_numpy(read_row(wav, lo, hi, sample_rate)), crop)
 
     dataset.add_dynamic_item(crop_pipeline)
@@ -64,23 +65,33 @@ def add_label_pipeline(datasets, label_encoder_path: str) -> CategoricalEncoder:
     return encoder
 
 
+def manifest_dataset(path: PathLike) -> DynamicItemDataset:
+    """A ``DynamicItemDataset`` of a manifest's rows (``manifest.read_manifest``), in file order.
+
+    Items have ``id``, ``wav``, ``start``, ``stop`` (int samples), ``duration``
+    (float seconds, for SpeechBrain's length sorting) and ``spk_id``.
+    """
+    return DynamicItemDataset({row.id: {"wav": row.wav, "start": row.start, "stop": row.stop,
+                                        "duration": row.duration, "spk_id": row.spk_id}
+                               for row in read_manifest(path)})
+
+
 def speaker_datasets(hparams: Dict, train_len: Optional[float] = None
                      ) -> Tuple[DynamicItemDataset, Optional[DynamicItemDataset], CategoricalEncoder]:
     """Train and valid datasets from ``hparams["train_csv"]``/``["valid_csv"]``.
 
     Training rows give random ``train_len``-second crops (default
     ``sentence_len``; the Brain names its own, see ``PretrainBrain.train_crop_key``);
-    valid rows give centred ``sentence_len`` crops for speaker-ID validation.
+    valid rows give centred ``sentence_len`` crops for speaker-ID validation
+    (none when ``valid_csv`` is unset or has no rows).
     The label encoder is written to ``<save_folder>/label_encoder.txt``.
     """
-    train = DynamicItemDataset.from_csv(hparams["train_csv"])
-    valid = None
-    if hparams.get("valid_csv") and os.path.getsize(hparams["valid_csv"]) > 0:
-        valid = DynamicItemDataset.from_csv(hparams["valid_csv"])
-        if len(valid) == 0:
-            valid = None
+    train = manifest_dataset(hparams["train_csv"])
     if len(train) == 0:
         raise ValueError(f"{hparams['train_csv']}: no training rows")
+    valid = manifest_dataset(hparams["valid_csv"]) if hparams.get("valid_csv") else None
+    if valid is not None and len(valid) == 0:
+        valid = None
     add_crop_pipeline(train, train_len or hparams["sentence_len"], randomise=True)
     datasets = [train]
     if valid is not None:

@@ -25,14 +25,12 @@ rows (id, wav, start, stop), the enrolment mode and the model weights, so
 re-scoring with the same manifest and model reads them back instead of
 re-extracting.
 """
-import csv
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import soundfile as sf
 import torch
@@ -40,28 +38,17 @@ from tqdm import tqdm
 
 from speechbrain_ext.audio import AudioError, read_row
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, PathLike, read_manifest
 from speechbrain_ext.scoring import voiceprints
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 MODES = ("average", "concat")
 CACHE_VERSION = 2  # 2: rows are voiceprints (normalised means), 1 was raw means
 
 
 class EmbeddingError(ValueError):
-    """A manifest or embedding problem; the message is one line naming the row or file."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One manifest row: ``wav`` (one path or a ``;`` list), samples ``[start, stop)``."""
-
-    id: str
-    wav: str
-    start: int
-    stop: int
-    spk_id: str = ""
+    """An embedding problem; the message is one line naming the row or file."""
 
 
 @dataclass(frozen=True)
@@ -79,37 +66,6 @@ class Segment:
         return self.stop - self.start
 
 
-def read_manifest(path: PathLike) -> List[ManifestRow]:
-    """Read a manifest CSV (``ID,duration,wav,start,stop,spk_id``).
-
-    Raises
-    ------
-    EmbeddingError
-        One line naming the file (and line) for a missing file or column,
-        a bad ``start``/``stop`` or a repeated ``ID``.
-    """
-    if not os.path.isfile(path):
-        raise EmbeddingError(f"{path}: no such manifest")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"ID", "wav", "start", "stop"} - set(reader.fieldnames or [])
-        if missing:
-            raise EmbeddingError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        rows, seen = [], set()
-        for line_no, rec in enumerate(reader, start=2):
-            try:
-                start, stop = int(rec["start"]), int(rec["stop"])
-            except (TypeError, ValueError):
-                raise EmbeddingError(f"{path}:{line_no}: start/stop must be integers") from None
-            if not 0 <= start < stop:
-                raise EmbeddingError(f"{path}:{line_no}: need 0 <= start < stop, got {start}, {stop}")
-            if rec["ID"] in seen:
-                raise EmbeddingError(f"{path}:{line_no}: ID {rec['ID']!r} repeated")
-            seen.add(rec["ID"])
-            rows.append(ManifestRow(rec["ID"], rec["wav"], start, stop, rec.get("spk_id") or ""))
-    return rows
-
-
 def row_segments(index: int, row: ManifestRow, mode: str = "average") -> List[Segment]:
     """Signals embedded for one row: the row itself, or one per listed file.
 
@@ -117,7 +73,7 @@ def row_segments(index: int, row: ManifestRow, mode: str = "average") -> List[Se
     of the joined signal is split at file boundaries (file lengths read from
     the headers); files outside the window give no segment.
     """
-    paths = row.wav.split(";")
+    paths = row.files
     if mode == "concat" or len(paths) == 1:
         return [Segment(index, row.wav, row.start, row.stop)]
     segments, offset = [], 0
@@ -225,14 +181,14 @@ class EmbeddingExtractor:
             raise EmbeddingError("nothing to embed")
         out: List[Optional[torch.Tensor]] = [None] * len(segments)
         batches = length_buckets(segments, self.batch_size)
-        total = sum(s.length for s in segments) / 16000
+        total = sum(s.length for s in segments) / SAMPLE_RATE
         with tqdm(total=round(total, 1), desc=desc, unit="s audio", disable=desc is None) as bar:
             for batch in batches:
                 wavs = torch.stack([torch.as_tensor(load(segments[i])) for i in batch])  # [B, T]
                 emb = self.forward(wavs)
                 for i, e in zip(batch, emb):
                     out[i] = e
-                bar.update(round(wavs.numel() / 16000, 1))
+                bar.update(round(wavs.numel() / SAMPLE_RATE, 1))
         return torch.stack(out)
 
     def fingerprint(self) -> str:

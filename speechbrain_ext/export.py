@@ -1,4 +1,4 @@
-"""Export a trained model as a folder SpeechBrain's ``SpeakerRecognition`` loads offline.
+"""Packaging a trained model as a folder SpeechBrain's ``SpeakerRecognition`` loads offline.
 
 Model folder written by :func:`export_model`::
 
@@ -18,139 +18,45 @@ No path of the exporting machine is written anywhere (SpeechBrain issues
 Pretrainer lists its loadables without ``paths``, so SpeechBrain fetches each
 as ``<source>/<loadable>.ckpt`` from whatever ``source`` ``from_hparams`` was
 given: the folder where it lies now, or a hub repo id after
-:func:`push_to_hub`, with no ``overrides``. This is why the label encoder is
+``hub.push_to_hub``, with no ``overrides``. This is why the label encoder is
 ``label_encoder.ckpt`` (a ``CategoricalEncoder`` text file under the name the
 Pretrainer looks for).
 
-The architecture is read from the training yaml (by default the run's own
-``hyperparams.yaml``, :func:`model_hparams_file`) without instantiating it:
-its references are resolved (``hyperpyyaml.resolve_references``, after
-filling ``!PLACEHOLDER`` keys with a dummy value) and the
-``compute_features``/``mean_var_norm``/``embedding_model``/``classifier``
-nodes are copied verbatim, so the exported ECAPA has the training arguments.
-A sub-center classifier (K rows per speaker) is exported with one row per
+The architecture is copied from the training yaml (by default the run's own
+``hyperparams.yaml``) by ``speechbrain_ext.builder``, so the exported ECAPA
+has the training arguments. A sub-center classifier (K rows per speaker) is exported with one row per
 speaker (:func:`speaker_head`), so that ``EncoderClassifier.classify_file``
 decodes its argmax with ``label_encoder.ckpt``.
 
-Scoring at the door (:func:`load_verifier`, ``speechbrain_ext.verifier``) is
-the :class:`~speechbrain_ext.scoring.Scoring` that ``threshold.json`` names:
-the one the threshold was measured on.
+The folder is loaded for verification by ``inference.load_verifier``
+and published by ``hub.push_to_hub``.
 """
-import io
 import json
-import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple
 
-import ruamel.yaml
 import torch
-from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.dataio.encoder import CategoricalEncoder
-from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.checkpoints import torch_patched_state_dict_load
 
-from speechbrain_ext.embeddings import EmbeddingExtractor, fingerprint
+from speechbrain_ext.builder import (EMBEDDING_KEYS, MODEL_KEYS, ModelError, build_modules, dump_nodes,
+                                     load_extractor, load_state, model_hparams_file, read_nodes)
+from speechbrain_ext.calibration import (COHORT_FILE, THRESHOLD_FILE, check_threshold, read_cohort, read_json,
+                                         save_cohort)
+from speechbrain_ext.embeddings import fingerprint
+from speechbrain_ext.inference import LABEL_FILE, check_model_folder
 from speechbrain_ext.io_utils import atomic_copy, atomic_write
 from speechbrain_ext.losses.subcenter_aam import dominant_subcenters
+from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
-from speechbrain_ext.scoring import SCORE_KINDS, Scoring
-
-logger = logging.getLogger(__name__)
-
-PathLike = Union[str, os.PathLike]
-EMBEDDING_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
-MODEL_KEYS = EMBEDDING_KEYS + ("classifier",)
-LABEL_FILE = "label_encoder.ckpt"  # the Pretrainer's <loadable>.ckpt name, see module docstring
-REQUIRED_FILES = ("hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt", LABEL_FILE)
-THRESHOLD_FILE = "threshold.json"
-COHORT_FILE = "cohort.pt"
-DEFAULT_THRESHOLD = 0.25  # SpeechBrain's verify_batch default, used only without threshold.json
 
 
-class ExportError(ValueError):
-    """A problem with the inputs or outputs of export; the message is one line."""
-
-
-# ----------------------------------------------------------- reading the yaml
-def _yaml() -> ruamel.yaml.YAML:
-    """Round-trip ruamel loader/dumper (keeps ``!new:`` tags and comments)."""
-    y = ruamel.yaml.YAML()
-    y.width = 120
-    return y
-
-
-def read_model_nodes(
-    hparams_file: PathLike, keys: Sequence[str] = MODEL_KEYS, overrides: Optional[Mapping] = None
-) -> Dict[str, object]:
-    """The yaml nodes of ``keys``, with references resolved, not instantiated.
-
-    ``!PLACEHOLDER`` keys not in ``overrides`` are set to ``"unused"``
-    (they are data paths, not architecture).
-
-    Raises
-    ------
-    ExportError
-        If the file is missing or lacks one of ``keys``.
-    """
-    if not os.path.isfile(hparams_file):
-        raise ExportError(f"{hparams_file}: no such hparams file")
-    with open(hparams_file, encoding="utf-8") as f:
-        raw = _yaml().load(f)
-    fill = {k: "unused" for k, v in raw.items()
-            if getattr(getattr(v, "tag", None), "value", None) == "!PLACEHOLDER"}
-    fill.update(overrides or {})
-    with open(hparams_file, encoding="utf-8") as f:
-        tree = _yaml().load(resolve_references(f, fill))
-    missing = [k for k in keys if k not in tree]
-    if missing:
-        raise ExportError(f"{hparams_file}: no {', '.join(missing)} key(s)")
-    return {k: tree[k] for k in keys}
-
-
-def _dump(nodes: Mapping[str, object]) -> str:
-    """Yaml text of ``nodes`` (tags and inline comments kept, whole-line comments dropped)."""
-    stream = io.StringIO()
-    _yaml().dump(dict(nodes), stream)
-    lines = stream.getvalue().splitlines()
-    return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#")) + "\n"
-
-
-def build_modules(nodes: Mapping[str, object]) -> Dict[str, torch.nn.Module]:
-    """Instantiate yaml nodes from :func:`read_model_nodes` (fresh weights)."""
-    return load_hyperpyyaml(_dump(nodes))
-
-
-def _check_sentence_norm(nodes: Mapping[str, object], hparams_file: PathLike) -> None:
+def check_sentence_norm(nodes: Mapping[str, object], hparams_file: PathLike) -> None:
     """Export and ONNX assume per-utterance mean normalisation (no stored statistics)."""
     norm = nodes["mean_var_norm"]
     if norm.get("norm_type") != "sentence":
-        raise ExportError(f"{hparams_file}: mean_var_norm must be InputNormalization with norm_type: sentence")
-
-
-# ---------------------------------------------------------- the checkpoint
-def model_hparams_file(model_folder: PathLike) -> Path:
-    """The yaml that defines the model of a folder, so nobody has to restate it.
-
-    An exported folder and SpeechBrain's published ones (e.g.
-    ``spkrec-ecapa-voxceleb``) hold ``hyperparams.yaml``; a training run's
-    save folder (or a ``CKPT+*`` folder in it) has the run's own
-    ``hyperparams.yaml``, written by SpeechBrain with the command's overrides
-    resolved, one (or two) levels up.
-
-    Raises
-    ------
-    ExportError
-        One line when none of the three places has one.
-    """
-    folder = Path(model_folder)
-    for candidate in (folder, folder.parent, folder.parent.parent):
-        if (candidate / "hyperparams.yaml").is_file():
-            return candidate / "hyperparams.yaml"
-    raise ExportError(f"{model_folder}: no hyperparams.yaml in it or in the training run folder above it; "
-                      "give the training yaml")
+        raise ModelError(f"{hparams_file}: mean_var_norm must be InputNormalization with norm_type: sentence")
 
 
 def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
@@ -170,52 +76,8 @@ def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
             break
     missing = [n for n in ("classifier", "label_encoder") if n not in files or not files[n].is_file()]
     if missing:
-        raise ExportError(f"{checkpoint_folder}: no {' or '.join(missing)} file beside {embedding}")
+        raise ModelError(f"{checkpoint_folder}: no {' or '.join(missing)} file beside {embedding}")
     return files
-
-
-def load_state(module: torch.nn.Module, path: PathLike, name: str) -> None:
-    """Load a SpeechBrain ``.ckpt`` state dict strictly, with a one-line error on mismatch.
-
-    Read with SpeechBrain's own loader (``torch_patched_state_dict_load``,
-    which renames keys of older SpeechBrain versions, e.g. in the published
-    VoxCeleb ECAPA), but loaded strictly: SpeechBrain's parameter transfer
-    only warns about missing keys, which would hide a wrong architecture.
-    """
-    state = torch_patched_state_dict_load(path, "cpu")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise ExportError(f"{path}: does not fit the {name} of the hparams file ({first})") from None
-
-
-def load_extractor(
-    model_hparams: Optional[PathLike],
-    model_folder: PathLike,
-    batch_size: int = 16,
-    device: str = "cpu",
-    overrides: Optional[Mapping] = None,
-) -> EmbeddingExtractor:
-    """An :class:`EmbeddingExtractor` with the weights of a trained or exported model.
-
-    Arguments
-    ---------
-    model_hparams : path, optional
-        Yaml defining ``compute_features``/``mean_var_norm``/``embedding_model``;
-        ``None``: the model folder's own (:func:`model_hparams_file`).
-    model_folder : path
-        Training save folder, ``CKPT+*`` folder or exported model folder.
-    batch_size, device
-        As in :class:`EmbeddingExtractor`.
-    overrides : mapping, optional
-        Yaml overrides applied when reading ``model_hparams``.
-    """
-    model_hparams = model_hparams_file(model_folder) if model_hparams is None else model_hparams
-    modules = build_modules(read_model_nodes(model_hparams, EMBEDDING_KEYS, overrides))
-    load_state(modules["embedding_model"], resolve_embedding_checkpoint(str(model_folder)), "embedding_model")
-    return EmbeddingExtractor(modules["compute_features"], modules["mean_var_norm"],
-                              modules["embedding_model"], batch_size, device)
 
 
 def speaker_head(weight: torch.Tensor, num_speakers: int, assignments: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -259,7 +121,6 @@ def speaker_head(weight: torch.Tensor, num_speakers: int, assignments: Optional[
     return torch.nn.functional.normalize(subcenters, dim=-1).mean(dim=1)
 
 
-# ------------------------------------------------------------------ writing
 INFERENCE_TEMPLATE = """\
 # ############################################################################
 # Speaker verification model exported by speechbrain_ext (recipes/export.py).
@@ -268,7 +129,7 @@ INFERENCE_TEMPLATE = """\
 # Every file below is fetched as <source>/<loadable>.ckpt.
 # ############################################################################
 
-sample_rate: 16000
+sample_rate: {sample_rate}
 
 # ---- Features, model and classifier (copied from {training_yaml}) ----------
 {nodes}
@@ -290,7 +151,8 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 
 def inference_yaml(nodes: Mapping[str, object], training_yaml: str) -> str:
     """Text of the model folder's ``hyperparams.yaml``."""
-    return INFERENCE_TEMPLATE.format(training_yaml=os.path.basename(training_yaml), nodes=_dump(nodes))
+    return INFERENCE_TEMPLATE.format(training_yaml=os.path.basename(training_yaml), nodes=dump_nodes(nodes),
+                                      sample_rate=SAMPLE_RATE)
 
 
 def _subcenter_assignments(classifier_ckpt: Path) -> Optional[torch.Tensor]:
@@ -310,7 +172,7 @@ def _speaker_classifier(nodes: Dict[str, object], files: Mapping[str, Path]) -> 
     try:
         state["weight"] = speaker_head(state["weight"], len(encoder), _subcenter_assignments(files["classifier"]))
     except (KeyError, ValueError) as err:
-        raise ExportError(f"{files['classifier']}: {err} (labels: {files['label_encoder']})") from None
+        raise ModelError(f"{files['classifier']}: {err} (labels: {files['label_encoder']})") from None
     nodes["classifier"]["out_neurons"] = int(state["weight"].shape[0])
     return state
 
@@ -338,7 +200,8 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
                   f"`{threshold.get('calibration_trials', '?')}`"
                   + (f"; false-accept rate measured on the test trials: {100 * measured:.2f} %" if measured is not None
                      else "") + " (`threshold.json`). `SpeakerRecognition.verify_files` returns cosine scores "
-                  "and uses 0.25; `speechbrain_ext.export.load_verifier` applies the calibrated score and threshold.",
+                  "and uses 0.25; `speechbrain_ext.inference.load_verifier` applies the calibrated score and "
+                  "threshold.",
                   ""]
     if results:
         lines += ["## Evaluation", "", "| condition | trials | EER (%) | minDCF (p=0.01) | minDCF (p=0.05) |",
@@ -347,81 +210,6 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
                   f"{r['min_dcf_0.05']:.4f} |" for c, r in results.items() if isinstance(r, Mapping) and "eer" in r]
         lines.append("")
     return "\n".join(lines)
-
-
-def _read_json(path: Optional[PathLike], what: str) -> Optional[dict]:
-    """Parse an optional JSON file, with a one-line error."""
-    if path is None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ExportError(f"{path}: cannot read the {what} ({err})") from None
-
-
-def check_threshold(threshold: dict, path: PathLike) -> str:
-    """The score kind of a ``threshold.json``, after checking that the CLI can apply it.
-
-    Raises
-    ------
-    ExportError
-        One line naming ``path``: no numeric threshold, an unknown score, or a
-        score the access-control CLI does not compute (mean subtraction,
-        enrolment by concatenated audio).
-    """
-    if not isinstance(threshold.get("threshold"), (int, float)):
-        raise ExportError(f"{path}: no numeric 'threshold' entry")
-    kind = threshold.get("score", "cosine")
-    if kind not in SCORE_KINDS:
-        raise ExportError(f"{path}: score {kind!r} is not one of {', '.join(SCORE_KINDS)}")
-    if threshold.get("subtract_mean"):
-        raise ExportError(f"{path}: calibrated on mean-subtracted scores, which the CLI does not compute; "
-                          "evaluate with subtract_mean: False")
-    if threshold.get("enroll_mode", "average") != "average":
-        raise ExportError(f"{path}: calibrated with enroll_mode={threshold['enroll_mode']}, but the CLI enrols "
-                          "file by file (average)")
-    return kind
-
-
-# ------------------------------------------------------------------- cohort
-def save_cohort(path: PathLike, embeddings: torch.Tensor, top_n: int, model_fingerprint: str) -> None:
-    """Write an AS-norm cohort file atomically.
-
-    ``{"embeddings": [C, D] float32, "top_n": int, "fingerprint": str}``, the
-    fingerprint (``embeddings.fingerprint``) naming the model whose
-    embeddings these are.
-    """
-    cohort = torch.as_tensor(embeddings, dtype=torch.float32)
-    if cohort.dim() != 2 or len(cohort) < 2 or not torch.isfinite(cohort).all():
-        raise ValueError(f"cohort must be a finite [C, D] matrix with C >= 2, got shape {tuple(cohort.shape)}")
-    if top_n < 2:
-        raise ValueError(f"top_n must be >= 2, got {top_n}")
-    with atomic_write(path, "wb") as f:
-        torch.save({"embeddings": cohort, "top_n": int(top_n), "fingerprint": model_fingerprint}, f)
-
-
-def read_cohort(path: PathLike, model_fingerprint: str, dim: int) -> Tuple[torch.Tensor, int]:
-    """Cohort ``[C, D]`` and ``top_n`` of a cohort file made with this model.
-
-    Raises
-    ------
-    ExportError
-        One line: missing or unreadable file, another dimension, another model.
-    """
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        cohort, top_n, made_by = saved["embeddings"], int(saved["top_n"]), saved["fingerprint"]
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no such cohort file (threshold.json is for asnorm scores)") from None
-    except Exception as err:  # noqa: BLE001 -- any unreadable or foreign file: one line
-        raise ExportError(f"{path}: not a cohort file ({type(err).__name__}: {err})") from None
-    if cohort.dim() != 2 or cohort.shape[1] != dim:
-        raise ExportError(f"{path}: cohort embeddings of shape {tuple(cohort.shape)}, the model's have dimension {dim}")
-    if made_by != model_fingerprint:
-        raise ExportError(f"{path}: made with another model (fingerprint {str(made_by)[:12]}, "
-                          f"this model {model_fingerprint[:12]})")
-    return cohort, top_n
 
 
 def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: float, top_n: int = 100) -> Path:
@@ -450,14 +238,54 @@ def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: fl
     extractor = load_extractor(folder / "hyperparams.yaml", folder)
     path = folder / COHORT_FILE
     save_cohort(path, torch.as_tensor(embeddings), top_n, extractor.fingerprint())
-    previous = _read_json(folder / THRESHOLD_FILE, "threshold file") if (folder / THRESHOLD_FILE).is_file() else {}
+    previous = read_json(folder / THRESHOLD_FILE, "threshold file") if (folder / THRESHOLD_FILE).is_file() else {}
     with atomic_write(folder / THRESHOLD_FILE) as f:
         json.dump({**previous, "threshold": float(threshold), "score": "asnorm", "cohort_file": COHORT_FILE}, f,
                   indent=2)
     return path
 
 
-# ------------------------------------------------------------------- export
+def checked_model(hparams_file: PathLike, files: Mapping[str, Path], overrides: Optional[Mapping] = None
+                  ) -> Tuple[Dict[str, object], Dict[str, torch.Tensor], Dict[str, torch.nn.Module]]:
+    """The model of a run as it will be exported, after checking that its weights load strictly.
+
+    Returns
+    -------
+    nodes : dict
+        Yaml nodes of ``MODEL_KEYS``, the classifier's ``out_neurons`` set to one row per speaker.
+    classifier_state : dict
+        The classifier state with one row per speaker (:func:`speaker_head`).
+    modules : dict
+        The modules built from ``nodes`` with the run's weights.
+    """
+    nodes = read_nodes(hparams_file, MODEL_KEYS, overrides)
+    check_sentence_norm(nodes, hparams_file)
+    classifier_state = _speaker_classifier(nodes, files)
+    modules = build_modules(nodes)
+    load_state(modules["embedding_model"], files["embedding_model"], "embedding_model")
+    load_state(modules["classifier"], files["classifier"], "classifier", classifier_state)
+    return nodes, classifier_state, modules
+
+
+def calibration_files(threshold_file: Optional[PathLike], modules: Mapping[str, torch.nn.Module]
+                      ) -> Tuple[Optional[dict], Optional[Path]]:
+    """``threshold.json``'s content and, for an asnorm threshold, the cohort file it names (beside it).
+
+    Raises
+    ------
+    ModelError
+        A threshold the CLI cannot apply, or a cohort missing or made with
+        another model than ``modules``.
+    """
+    threshold = read_json(threshold_file, "threshold file")
+    if threshold is None or check_threshold(threshold, threshold_file) != "asnorm":
+        return threshold, None
+    cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
+    read_cohort(cohort_file, fingerprint({k: modules[k] for k in EMBEDDING_KEYS}),
+                modules["classifier"].weight.shape[1])
+    return threshold, cohort_file
+
+
 def export_model(
     hparams_file: Optional[PathLike],
     checkpoint_folder: PathLike,
@@ -468,7 +296,7 @@ def export_model(
 ) -> Path:
     """Write the model folder (see module docstring); returns its absolute path.
 
-    ``hparams_file`` ``None`` uses the run's own yaml (:func:`model_hparams_file`).
+    ``hparams_file`` ``None`` uses the run's own yaml (``builder.model_hparams_file``).
     With an asnorm ``threshold_file``, the cohort file it names (beside it,
     written by ``recipes/evaluate.py``) is checked to come from these weights
     and shipped as ``cohort.pt``. Every file is written atomically; the
@@ -478,23 +306,9 @@ def export_model(
     out = Path(output_folder).absolute()
     hparams_file = model_hparams_file(checkpoint_folder) if hparams_file is None else hparams_file
     files = checkpoint_files(checkpoint_folder)
-    nodes = read_model_nodes(hparams_file, MODEL_KEYS, overrides)
-    _check_sentence_norm(nodes, hparams_file)
-    classifier_state = _speaker_classifier(nodes, files)
-    modules = build_modules(nodes)
-    load_state(modules["embedding_model"], files["embedding_model"], "embedding_model")
-    try:
-        modules["classifier"].load_state_dict(classifier_state, strict=True)
-    except RuntimeError as err:
-        raise ExportError(f"{files['classifier']}: does not fit the classifier of the hparams file "
-                          f"({str(err).splitlines()[-1].strip()})") from None
-    threshold = _read_json(threshold_file, "threshold file")
-    cohort_file = None
-    if threshold is not None and check_threshold(threshold, threshold_file) == "asnorm":
-        cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
-        read_cohort(cohort_file, fingerprint({k: modules[k] for k in EMBEDDING_KEYS}),
-                    modules["classifier"].weight.shape[1])
-    results = _read_json(results_json, "results")
+    nodes, classifier_state, modules = checked_model(hparams_file, files, overrides)
+    threshold, cohort_file = calibration_files(threshold_file, modules)
+    results = read_json(results_json, "results")
 
     atomic_copy(files["embedding_model"], out / "embedding_model.ckpt")
     atomic_copy(files["label_encoder"], out / LABEL_FILE)
@@ -515,140 +329,6 @@ def export_model(
     with atomic_write(out / "README.md") as f:
         f.write(model_card(results, threshold, out.name))
     return out
-
-
-# ------------------------------------------------------------------ loading
-class CalibratedSpeakerRecognition(SpeakerRecognition):
-    """``SpeakerRecognition`` that scores and decides as the model was calibrated.
-
-    ``scoring`` (cosine or AS-norm with the folder's cohort) and
-    ``threshold`` come from ``threshold.json``/``cohort.pt`` (set by
-    :func:`load_verifier`); ``verify_batch``/``verify_files`` use them unless
-    a threshold is passed, and accept ``score >= threshold`` as
-    ``speechbrain_ext.metrics`` does (SpeechBrain's own ``verify_batch``
-    returns cosine scores and uses ``>`` and 0.25).
-    """
-
-    threshold: float = DEFAULT_THRESHOLD
-    scoring: Scoring = Scoring()
-
-    def verify_batch(self, wavs1, wavs2, wav1_lens=None, wav2_lens=None, threshold=None):
-        """Scores ``[B, 1]`` of two waveform batches ``[B, T]`` and decisions ``score >= threshold``."""
-        threshold = self.threshold if threshold is None else threshold
-        emb1 = self.encode_batch(wavs1, wav1_lens).squeeze(1)  # [B, D]
-        emb2 = self.encode_batch(wavs2, wav2_lens).squeeze(1)  # [B, D]
-        pairs = [str(i) for i in range(len(emb1))]
-        score = self.scoring(list(zip(pairs, pairs)), (pairs, emb1), (pairs, emb2))  # [B]
-        score = torch.from_numpy(score).float().unsqueeze(1)
-        return score, score >= threshold
-
-
-def check_model_folder(folder: PathLike) -> Path:
-    """Absolute path of an exported model folder, after checking its files.
-
-    Raises
-    ------
-    FileNotFoundError
-        "no such folder" for a path that does not exist (SpeechBrain would
-        try it as a hub id), or the list of missing files.
-    """
-    path = Path(folder).absolute()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (an exported model folder is expected)")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: model folder is missing {', '.join(missing)}")
-    return path
-
-
-def load_scoring(folder: Path, modules: Mapping[str, torch.nn.Module]) -> Tuple[Scoring, float]:
-    """The scoring and threshold a model folder was calibrated with.
-
-    ``threshold.json`` names the score (``cosine`` when it does not say);
-    for ``asnorm``, ``cohort.pt`` must be there and made with the loaded
-    ``modules``. Without ``threshold.json``: cosine and SpeechBrain's 0.25,
-    with a warning.
-
-    Raises
-    ------
-    ExportError
-        One line: a bad ``threshold.json``, or a missing or mismatched cohort.
-    """
-    path = folder / THRESHOLD_FILE
-    if not path.is_file():
-        logger.warning("%s: no threshold.json; using SpeechBrain's default threshold %s", folder, DEFAULT_THRESHOLD)
-        return Scoring(), DEFAULT_THRESHOLD
-    threshold = _read_json(path, "threshold file")
-    if check_threshold(threshold, path) == "cosine":
-        return Scoring(), float(threshold["threshold"])
-    cohort, top_n = read_cohort(folder / threshold.get("cohort_file", COHORT_FILE),
-                                fingerprint({k: modules[k] for k in EMBEDDING_KEYS}),
-                                modules["classifier"].weight.shape[1])
-    return Scoring("asnorm", cohort, top_n), float(threshold["threshold"])
-
-
-def load_verifier(folder: PathLike, savedir: Optional[PathLike] = None) -> CalibratedSpeakerRecognition:
-    """Load an exported model folder offline, with its calibrated scoring and threshold.
-
-    Arguments
-    ---------
-    folder : path
-        Model folder written by :func:`export_model` (may have been moved).
-    savedir : path, optional
-        Where SpeechBrain links the files; default: a new temporary folder
-        (a reused savedir keeps stale links from another model).
-
-    Returns
-    -------
-    CalibratedSpeakerRecognition
-        With ``.scoring`` and ``.threshold`` from :func:`load_scoring`.
-    """
-    from speechbrain.utils.fetching import FetchConfig
-
-    path = check_model_folder(folder)
-    savedir = Path(savedir) if savedir is not None else Path(tempfile.mkdtemp(prefix="sbext_model_"))
-    model = CalibratedSpeakerRecognition.from_hparams(
-        source=str(path), savedir=str(savedir), fetch_config=FetchConfig(allow_network=False, overwrite=True))
-    model.scoring, model.threshold = load_scoring(path, model.mods)
-    return model
-
-
-# -------------------------------------------------------------- hub upload
-def push_to_hub(folder: PathLike, repo_id: str, token: Optional[str] = None) -> str:
-    """Upload a model folder to the Hugging Face hub with ``huggingface_hub.upload_folder``.
-
-    The folder needs no change to load from the hub (see module docstring);
-    the uploaded model card's snippet loads ``source=repo_id``.
-
-    Returns
-    -------
-    str
-        The commit URL reported by the hub.
-
-    Raises
-    ------
-    ExportError
-        One line when the hub cannot be reached or refuses the upload.
-    """
-    import huggingface_hub
-
-    path = check_model_folder(folder)
-    with tempfile.TemporaryDirectory(prefix="sbext_push_") as staging:
-        shutil.copytree(path, staging, dirs_exist_ok=True)
-        card = Path(staging, "README.md")
-        if card.is_file():
-            local, hub = "\n".join(loading_snippet(path.name)), "\n".join(loading_snippet(repo_id))
-            card.write_text(card.read_text(encoding="utf-8").replace(local, hub), encoding="utf-8")
-        try:
-            huggingface_hub.create_repo(repo_id, token=token, exist_ok=True)
-            commit = huggingface_hub.upload_folder(
-                repo_id=repo_id, folder_path=staging, repo_type="model", token=token,
-                commit_message="Upload speechbrain_ext speaker verification model",
-            )
-        except Exception as err:  # noqa: BLE001 -- any hub/network failure becomes one line
-            raise ExportError(f"push to hub {repo_id} failed: {type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}") from None
-    return str(getattr(commit, "commit_url", commit))
 
 
 def files_in(folder: PathLike) -> List[str]:

@@ -9,13 +9,14 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, TYPE_CHECKING, Iterator
 
-PathLike = Union[str, os.PathLike]
+if TYPE_CHECKING:  # the manifest module imports this one: no import cycle at run time
+    from speechbrain_ext.manifest import PathLike
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success.
 
     If the body raises, the temporary file is removed and ``path`` is untouched.
@@ -47,7 +48,7 @@ def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]
         raise
 
 
-def atomic_copy(src: PathLike, dst: PathLike) -> None:
+def atomic_copy(src: "PathLike", dst: "PathLike") -> None:
     """Copy ``src`` to ``dst`` atomically (temporary file + rename)."""
     with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
         while True:

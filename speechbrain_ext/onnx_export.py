@@ -21,14 +21,14 @@ Parity with SpeechBrain's modules is checked on clips of several lengths.
 """
 import math
 import os
-from typing import Dict, Sequence, Union
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import STFT, spectral_magnitude
 
-PathLike = Union[str, os.PathLike]
+from speechbrain_ext.manifest import PathLike
 
 
 class ConvSTFT(torch.nn.Module):

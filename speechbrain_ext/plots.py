@@ -5,8 +5,7 @@ and saved as PNG through ``atomic_write``. Thresholds follow
 ``speechbrain_ext.metrics``: a trial is accepted when ``score >= threshold``.
 """
 import io
-import os
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,9 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import PathLike
 from speechbrain_ext.metrics import ArrayLike, _check_trials, det_curve, eer
-
-PathLike = Union[str, os.PathLike]
 
 _DET_TICKS = np.array([0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
 _DET_LIMITS = (0.00005, 0.9)

@@ -28,143 +28,23 @@ Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair
 ``(ids, matrix [N, D])``. Work is done in float64 torch tensors, in batches of
 trials or embeddings, so millions of trials fit in memory.
 
-Trial files have one trial a line, ``enroll_id test_id target|nontarget``
-(``1``/``0`` are accepted for the label); see ``data_prep``.
+Trials are :data:`speechbrain_ext.manifest.Trial` tuples ``(enroll_id,
+test_id, label)``; trial lists and score files are read and written by
+``speechbrain_ext.manifest``.
 """
-import os
 from dataclasses import dataclass
-from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from speechbrain_ext.io_utils import atomic_write
+# read_scores: the import path of speechbrain_ext.comparison, until it imports speechbrain_ext.manifest
+from speechbrain_ext.manifest import Trial, read_scores  # noqa: F401
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 Embeddings = Union[Mapping[str, ArrayLike], Tuple[Sequence[str], ArrayLike]]
-Trial = Tuple[str, str, int]
 
-_LABELS = {"target": 1, "1": 1, "nontarget": 0, "0": 0}
 SCORE_KINDS = ("cosine", "asnorm")
-
-
-def read_trials(
-    path: Union[str, os.PathLike],
-    enroll_ids: Optional[Collection[str]] = None,
-    test_ids: Optional[Collection[str]] = None,
-) -> List[Trial]:
-    """Read and validate a trial list.
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        Text file, one trial a line: ``enroll_id test_id label`` with label
-        ``target``/``nontarget`` or ``1``/``0``. Blank lines are skipped.
-    enroll_ids : collection of str, optional
-        If given, every enrolment id must be in it (e.g. the ``ID`` column of
-        ``enroll.csv``).
-    test_ids : collection of str, optional
-        If given, every test id must be in it.
-
-    Returns
-    -------
-    trials : list of (str, str, int)
-        ``(enroll_id, test_id, label)``, label 1 = target, 0 = non-target.
-
-    Raises
-    ------
-    ValueError
-        One line naming the file and line for a malformed line or an unknown
-        id, or naming the file if it has no trials.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
-    >>> _ = open(path, "w").write("spk1 utt7 target\\nspk1 utt8 0\\n")
-    >>> read_trials(path, enroll_ids={"spk1"})
-    [('spk1', 'utt7', 1), ('spk1', 'utt8', 0)]
-    """
-    enroll_ids = None if enroll_ids is None else set(enroll_ids)
-    test_ids = None if test_ids is None else set(test_ids)
-    trials = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[2] not in _LABELS:
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'enroll_id test_id target|nontarget|1|0', "
-                    f"got {line.strip()!r}"
-                )
-            enroll_id, test_id, label = fields
-            if enroll_ids is not None and enroll_id not in enroll_ids:
-                raise ValueError(f"{path}:{line_no}: enrolment id {enroll_id!r} is not in the enrolment set")
-            if test_ids is not None and test_id not in test_ids:
-                raise ValueError(f"{path}:{line_no}: test id {test_id!r} is not in the test set")
-            trials.append((enroll_id, test_id, _LABELS[label]))
-    if not trials:
-        raise ValueError(f"{path}: the trial list is empty")
-    return trials
-
-
-def write_scores(path: Union[str, os.PathLike], trials: Sequence[Trial], scores: ArrayLike) -> None:
-    """Write ``enroll_id test_id score target|nontarget`` lines atomically.
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        Output file (``scores.txt``); written through ``atomic_write``.
-    trials : sequence of (str, str, int)
-        As returned by :func:`read_trials`.
-    scores : array-like
-        One score per trial, shape ``[T]``.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
-    >>> write_scores(path, [("spk1", "utt7", 1)], [0.25])
-    >>> open(path).read()
-    'spk1 utt7 0.250000 target\\n'
-    """
-    scores = _to_tensor(scores, "scores")
-    if scores.dim() != 1 or len(scores) != len(trials):
-        raise ValueError(f"need one score per trial: {len(trials)} trials, scores of shape {tuple(scores.shape)}")
-    with atomic_write(path) as f:
-        for (enroll_id, test_id, label), score in zip(trials, scores.tolist()):
-            f.write(f"{enroll_id} {test_id} {score:.6f} {'target' if label else 'nontarget'}\n")
-
-
-def read_scores(path: Union[str, os.PathLike]) -> Tuple[List[Trial], np.ndarray]:
-    """Read a :func:`write_scores` file: ``(trials, scores [T])``.
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
-    >>> write_scores(path, [("spk1", "utt7", 1), ("spk2", "utt7", 0)], [0.25, -0.5])
-    >>> read_scores(path)
-    ([('spk1', 'utt7', 1), ('spk2', 'utt7', 0)], array([ 0.25, -0.5 ]))
-    """
-    trials, scores = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4 or fields[3] not in _LABELS:
-                raise ValueError(f"{path}:{line_no}: expected 'enroll_id test_id score target|nontarget', "
-                                 f"got {line.strip()!r}")
-            try:
-                scores.append(float(fields[2]))
-            except ValueError:
-                raise ValueError(f"{path}:{line_no}: score {fields[2]!r} is not a number") from None
-            trials.append((fields[0], fields[1], _LABELS[fields[3]]))
-    if not trials:
-        raise ValueError(f"{path}: no scores")
-    return trials, np.asarray(scores)
 
 
 def cosine_scores(

@@ -1,7 +1,7 @@
 """Access-control front end: enrol speakers, verify claims, identify voices.
 
 A :class:`Verifier` joins an exported model folder (loaded offline through
-SpeechBrain's ``SpeakerRecognition``, see :func:`speechbrain_ext.export.load_verifier`)
+SpeechBrain's ``SpeakerRecognition``, see :func:`speechbrain_ext.inference.load_verifier`)
 and a :class:`~speechbrain_ext.voiceprints.VoiceprintStore`.
 
 Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings)
@@ -13,7 +13,7 @@ and a test embedding ``t`` [D]::
 The score is the one the model's threshold was calibrated on: the
 :class:`~speechbrain_ext.scoring.Scoring` named by the folder's
 ``threshold.json`` (AS-norm with its ``cohort.pt``, see
-:func:`speechbrain_ext.export.load_scoring`); voiceprints are
+:func:`speechbrain_ext.calibration.load_scoring`); voiceprints are
 ``scoring.voiceprints``, as in evaluation. A claim is accepted iff
 ``score >= threshold`` (the convention of ``speechbrain_ext.metrics``). The
 threshold is the one given, else ``threshold.json``'s, else SpeechBrain's
@@ -37,11 +37,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from speechbrain_ext.audio import SAMPLE_RATE, AudioError
-from speechbrain_ext.export import load_verifier, write_cohort  # noqa: F401 -- write_cohort's former home
+from speechbrain_ext.audio import AudioError
+from speechbrain_ext.inference import load_verifier
+from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
 from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
 
-PathLike = Union[str, os.PathLike]
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
 
 

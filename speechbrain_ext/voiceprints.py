@@ -56,13 +56,13 @@ import os
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from speechbrain_ext import scoring
+from speechbrain_ext.manifest import PathLike
 
-PathLike = Union[str, os.PathLike]
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's transaction

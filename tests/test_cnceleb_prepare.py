@@ -2,6 +2,7 @@
 import csv
 import os
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -135,6 +136,20 @@ def test_avg_enrolment_naming_a_missing_file(release, tmp_path):
 def test_cnceleb2_only(release, tmp_path):
     prepare_cnceleb(str(release[0]), str(tmp_path), cnceleb2_folder=str(release[1]), use_cnceleb1_dev=False)
     assert {r["spk_id"] for r in read_csv(tmp_path / "train.csv")} == {"id10000"}
+
+
+def test_cnceleb_config_sizes_its_classifier_from_the_prepared_speakers(release, tmp_path):
+    """pretrain_ecapa_cnceleb.yaml leaves out_n_neurons null: the recipe prepares the data and sizes the
+    classifier to its 4 training speakers x 3 speeds (speed_as_speaker), before the model is built."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import train
+
+    yaml = Path(train.__file__).resolve().parents[1] / "hparams" / "pretrain_ecapa_cnceleb.yaml"
+    overrides = f"data_folder: {release[0]}\ncnceleb2_folder: {release[1]}\noutput_folder: {tmp_path}"
+    assert train.prepare(str(yaml), overrides) == overrides + "\nout_n_neurons: 12"
+    assert {r["spk_id"] for r in read_csv(tmp_path / "manifests" / "train.csv")} == set(DEV_SPEAKERS) | {"id10000"}
+    explicit = overrides + "\nout_n_neurons: 99"  # an explicit value is left for the recipe to check
+    assert train.prepare(str(yaml), explicit) == explicit
 
 
 def test_rerun_skips_changed_options_reprepare(release, tmp_path, monkeypatch):

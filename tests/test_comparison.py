@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from speechbrain_ext.comparison import seed_result, summarise
-from speechbrain_ext.scoring import write_scores
+from speechbrain_ext.manifest import write_scores
 
 
 def write_eval(folder, trials, scores):

@@ -8,6 +8,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from speechbrain.processing.features import InputNormalization
 
 from speechbrain_ext.embeddings import EmbeddingError, EmbeddingExtractor, embed_manifest, speaker_means
+from speechbrain_ext.manifest import ManifestError
 from speechbrain_ext.scoring import voiceprints
 
 
@@ -137,7 +138,7 @@ def test_speaker_means_cohort(extractor, corpus):
 
 def test_bad_manifests(extractor, corpus, tmp_path):
     paths, _, _ = corpus
-    with pytest.raises(EmbeddingError, match="no such manifest"):
+    with pytest.raises(ManifestError, match="no such manifest"):
         embed_manifest(tmp_path / "none.csv", extractor)
     past_end = write_manifest(tmp_path / "bad.csv", [("x", paths[0], 0, 99999, "s")])
     with pytest.raises(ValueError, match="expected 99999"):

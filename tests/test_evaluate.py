@@ -11,7 +11,10 @@ import torch
 from data_prep.folder_prepare import prepare_folder
 from test_export import TINY, TRAIN_YAML, make_tiny_run, run_script
 from speechbrain_ext.embeddings import speaker_means
-from speechbrain_ext.export import load_extractor
+from speechbrain_ext.metrics import eer
+from speechbrain_ext.manifest import (ManifestRow, read_manifest, read_scores, read_trials, write_manifest,
+                                      write_trials)
+from speechbrain_ext.builder import load_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = {"eer", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
@@ -180,3 +183,25 @@ def test_one_class_calibration_trials(setup, tmp_path, capsys):
     status, _, err = evaluate(setup, tmp_path / "eval", capsys, prep)
     assert status == 1 and err.count("\n") == 1
     assert f"calibration trials {dev / 'trials.txt'}: trials need both classes" in err
+
+
+def test_separable_trials_score_zero_eer_and_scores_txt_matches_results(setup, tmp_path, capsys):
+    """Each test row is its speaker's enrolment audio itself (enrolment by the joined audio): target scores are
+    1, non-target ones lower, so EER and minDCF must be 0, and the EER of scores.txt must be results.json's.
+    Labels flipped, or scores out of trial order, would show here. (Last in the file: it adds to the cache.)"""
+    prep = tmp_path / "prep"
+    shutil.copytree(setup[1], prep)
+    for crops in prep.glob("trials_*.txt"):
+        crops.unlink()
+    enroll = read_manifest(prep / "enroll.csv")
+    write_manifest(prep / "test.csv", [ManifestRow(f"{e.spk_id}/same", e.wav, e.start, e.stop, e.spk_id)
+                                       for e in enroll])
+    write_trials(prep / "trials.txt", [(e.id, f"{t.spk_id}/same", int(e is t)) for e in enroll for t in enroll])
+    status, _, err = evaluate(setup, tmp_path / "eval", capsys, prep, "--enroll_mode=concat")
+    assert status == 0, err
+    full = json.loads((tmp_path / "eval" / "results.json").read_text())["full"]
+    assert full["eer"] == 0 and full["min_dcf_0.01"] == 0 and full["num_trials"] == len(enroll) ** 2
+    trials, scores = read_scores(tmp_path / "eval" / "scores.txt")
+    assert trials == read_trials(prep / "trials.txt")
+    assert all(abs(score - 1) < 1e-5 for (_, _, label), score in zip(trials, scores) if label)
+    assert eer(scores, [label for _, _, label in trials])[0] == full["eer"]

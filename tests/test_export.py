@@ -13,11 +13,13 @@ import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_ext import export
 from speechbrain_ext.__main__ import EXIT_ERROR
 from speechbrain_ext.__main__ import main as cli_main
-from speechbrain_ext.export import (ExportError, export_model, load_extractor, load_verifier, push_to_hub,
-                                    save_cohort, speaker_head)
+from speechbrain_ext.builder import EMBEDDING_KEYS, ModelError, load_extractor, read_nodes
+from speechbrain_ext.calibration import save_cohort
+from speechbrain_ext.export import export_model, files_in, speaker_head
+from speechbrain_ext.hub import push_to_hub
+from speechbrain_ext.inference import load_verifier
 from speechbrain_ext.scoring import as_norm, cosine_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,11 +103,11 @@ def offline(monkeypatch):
 
 def test_model_folder_contents(exported):
     _, folder, _ = exported
-    assert set(export.files_in(folder)) == {"hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
+    assert set(files_in(folder)) == {"hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
                                            "label_encoder.ckpt", "threshold.json", "config.json", "README.md"}
     assert json.loads((folder / "config.json").read_text()) == {"speechbrain_interface": "SpeakerRecognition"}
     assert json.loads((folder / "threshold.json").read_text())["threshold"] == 0.999
-    ecapa = export.read_model_nodes(folder / "hyperparams.yaml")["embedding_model"]
+    ecapa = read_nodes(folder / "hyperparams.yaml", EMBEDDING_KEYS)["embedding_model"]
     assert list(ecapa["channels"]) == TINY["channels"] and ecapa["input_size"] == TINY["n_mels"]
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0\nlibrary_name: speechbrain\n")
@@ -116,7 +118,7 @@ def test_model_folder_contents(exported):
 def test_no_path_of_the_exporting_machine(exported):
     """Neither the folder's location, nor the run's, nor the repository's is written in any file."""
     save, folder, _ = exported
-    for name in export.files_in(folder):
+    for name in files_in(folder):
         content = (folder / name).read_bytes()
         for path in (folder, save, ROOT):
             assert str(path).encode() not in content, f"{name} names {path}"
@@ -284,7 +286,7 @@ def test_asnorm_threshold_without_cohort(asnorm_model, exported, tmp_path, capsy
     status, err = one_line_cli_error(capsys, missing, tmp_path, a)
     assert status == EXIT_ERROR and "no such cohort file (threshold.json is for asnorm scores)" in err
     (tmp_path / "threshold.json").write_text((eval_folder / "threshold.json").read_text())
-    with pytest.raises(ExportError, match="no such cohort file"):  # export refuses too, before writing
+    with pytest.raises(ModelError, match="no such cohort file"):  # export refuses too, before writing
         export_model(TRAIN_YAML, save, tmp_path / "m", tmp_path / "threshold.json", overrides=TINY)
     assert not (tmp_path / "m").exists()
 
@@ -298,7 +300,7 @@ def test_asnorm_threshold_without_cohort(asnorm_model, exported, tmp_path, capsy
 def test_threshold_files_the_cli_cannot_apply(exported, tmp_path, entries, message):
     save, _, _ = exported
     (tmp_path / "threshold.json").write_text(json.dumps({"threshold": 0.5, "score": "cosine", **entries}))
-    with pytest.raises(ExportError, match=message):
+    with pytest.raises(ModelError, match=message):
         export_model(TRAIN_YAML, save, tmp_path / "m", tmp_path / "threshold.json", overrides=TINY)
 
 
@@ -307,7 +309,7 @@ def test_eval_cohort_of_another_model_is_refused(exported, asnorm_model, tmp_pat
     _, cohort, eval_folder = asnorm_model
     shutil.copy(eval_folder / "threshold.json", tmp_path / "threshold.json")
     save_cohort(tmp_path / "cohort.pt", cohort, 4, "f" * 64)
-    with pytest.raises(ExportError, match="cohort.pt: made with another model"):
+    with pytest.raises(ModelError, match="cohort.pt: made with another model"):
         export_model(TRAIN_YAML, save, tmp_path / "m", tmp_path / "threshold.json", overrides=TINY)
 
 
@@ -365,7 +367,7 @@ def test_push_to_hub_card_loads_as_printed(exported, monkeypatch, tmp_path):
     monkeypatch.setattr("huggingface_hub.upload_folder", fake_upload)
     assert push_to_hub(folder, "me/tiny-ecapa") == "https://hub.example/commit/1"
     assert calls["repo_id"] == "me/tiny-ecapa" and calls["repo_type"] == "model"
-    assert set(export.files_in(hub)) == set(export.files_in(folder))
+    assert set(files_in(hub)) == set(files_in(folder))
     card = (hub / "README.md").read_text()
     snippet = card.split("```python\n")[1].split("```")[0]
     assert 'from_hparams(source="me/tiny-ecapa")' in snippet and "overrides" not in snippet
@@ -383,7 +385,7 @@ def test_push_to_hub_card_loads_as_printed(exported, monkeypatch, tmp_path):
         raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
 
     monkeypatch.setattr("huggingface_hub.upload_folder", no_network)
-    with pytest.raises(ExportError, match=r"^push to hub me/tiny-ecapa failed: ConnectionError: Failed to resolve"):
+    with pytest.raises(ModelError, match=r"^push to hub me/tiny-ecapa failed: ConnectionError: Failed to resolve"):
         push_to_hub(folder, "me/tiny-ecapa")
 
 

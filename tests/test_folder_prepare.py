@@ -138,7 +138,7 @@ def test_concatenation_and_chunk_boundaries(prepared):
 def test_concatenate_groups_in_order():
     utts = [common.Utterance(f"s/{i}", f"/{i}.wav", n, "s") for i, n in enumerate([2, 2, 2, 4, 1])]
     rows = common.concatenate(utts, 5)
-    assert [(r.wav, r.stop) for r in rows] == [(("/0.wav", "/1.wav", "/2.wav"), 6), (("/3.wav", "/4.wav"), 5)]
+    assert [(r.files, r.stop) for r in rows] == [(["/0.wav", "/1.wav", "/2.wav"], 6), (["/3.wav", "/4.wav"], 5)]
     assert [r.stop for r in common.concatenate(utts[:2], 5)] == [4]
     leftover = [common.Utterance(f"s/{i}", f"/{i}.wav", n, "s") for i, n in enumerate([3, 3, 4])]
     assert [(r.id, r.stop) for r in common.concatenate(leftover, 5)] == [("s/0+2", 10)]

@@ -16,8 +16,9 @@ sys.path.insert(0, str(ROOT / "recipes"))
 
 
 def load_yaml(name: str, **overrides):
+    """The whole yaml loaded, without data: ``out_n_neurons`` (null: counted by the recipe) given."""
     with open(ROOT / "hparams" / name) as f:
-        return load_hyperpyyaml(f, {"data_folder": "/nonexistent", **overrides})
+        return load_hyperpyyaml(f, {"data_folder": "/nonexistent", "out_n_neurons": 8, **overrides})
 
 
 def epoch_lines(log: Path):
@@ -60,7 +61,7 @@ def train_and_fresh(argv):
     brain = train.main(argv)
     hparams_file, _, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as f:
-        fresh = load_hyperpyyaml(f, overrides)
+        fresh = load_hyperpyyaml(f, train.prepare(hparams_file, overrides))
     return brain, fresh
 
 
@@ -72,14 +73,28 @@ def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("head_only_epochs", [1, 0])
 def test_head_only_warmup_freezes_backbone_and_trains_head(speaker_corpus, tmp_path, head_only_epochs):
     argv = train_command("pretrain_demo.yaml", speaker_corpus, tmp_path, "--number_of_epochs=1",
-                         "--out_n_neurons=6", f"--head_only_epochs={head_only_epochs}", "--lr_warmup_epochs=0",
+                         f"--head_only_epochs={head_only_epochs}", "--lr_warmup_epochs=0",
                          "--generate_augment_sources=False", "--wav_augment=null",
                          "--noise_csv=null", "--rir_csv=null")[2:]
     brain, fresh = train_and_fresh(argv)
+    # out_n_neurons left null: one classifier row per speaker of train.csv, and so in the run's own yaml
+    assert brain.modules.classifier.weight.shape[0] == 6
+    assert re.search(r"^out_n_neurons: 6 ", (tmp_path / "hyperparams.yaml").read_text(), re.MULTILINE)
     assert brain.optimizer_step > 0
     assert not same_state(brain.modules.classifier, fresh["classifier"])
     # BatchNorm statistics included: a frozen backbone is left exactly as initialised
     assert same_state(brain.modules.embedding_model, fresh["embedding_model"]) == bool(head_only_epochs)
+
+
+def test_explicit_out_n_neurons_that_disagrees_with_train_csv_is_one_line_error(speaker_corpus, tmp_path):
+    import train
+
+    argv = train_command("pretrain_demo.yaml", speaker_corpus, tmp_path, "--out_n_neurons=5", "--wav_augment=null",
+                         "--generate_augment_sources=False", "--noise_csv=null", "--rir_csv=null")[2:]
+    with pytest.raises(SystemExit, match=r"^error: out_n_neurons=5 but .*train.csv has 6 speakers \(x1 speeds\): "
+                                         r"set --out_n_neurons=6$"):
+        train.main(argv)
+    assert not list(tmp_path.glob("save/CKPT+*"))
 
 
 def test_non_finite_loss_stops_with_batch_named_and_no_checkpoint(speaker_corpus, tmp_path, monkeypatch):
@@ -142,6 +157,7 @@ def test_speed_perturbation_as_new_speakers_offsets_labels_and_folds_back():
     torch.manual_seed(0)
     for _ in range(12):
         out, _, labels = brain.augment_waveforms(wavs, lens, spk)
+        # the Brain reads the speed from the lengths; SpeechBrain's own record of its draw must agree
         speed = brain.hparams.speed_perturb.speeds[int(brain.hparams.speed_perturb.samp_index)]
         block = {100: 0, 90: 1, 110: 2}[speed]
         assert torch.equal(labels, spk + 5 * block)
@@ -152,6 +168,35 @@ def test_speed_perturbation_as_new_speakers_offsets_labels_and_folds_back():
     cos = torch.full((1, 1, 15), -0.5)
     cos[0, 0, 2 * 5 + 3] = 0.9  # speaker 3 at speed 110
     assert brain.class_scores(cos).argmax().item() == 3
+
+
+def test_applied_speed_needs_exactly_one_fitting_speed():
+    from speechbrain_ext.brains.pretrain import applied_speed
+
+    with pytest.raises(ValueError, match="turned 16000 samples into 17600: none of the speeds"):
+        applied_speed([90, 100, 110], 16000, 17600)  # a resampling by s / 100 instead of 100 / s
+    with pytest.raises(ValueError, match="several of the speeds"):
+        applied_speed([99, 100], 20, 20)  # too short to tell 99 % from 100 %
+
+
+def test_speechbrain_wraps_ddp_in_the_private_hook_pretrain_brain_overrides(monkeypatch):
+    """PretrainBrain overrides SpeechBrain's private ``_wrap_distributed`` (no public switch turns off its
+    BatchNorm -> SyncBatchNorm conversion, which fails on CPU): on_fit_start must still call the hook, and
+    the hook must still convert. If either changes, this fails and the override is to be revisited."""
+    import speechbrain as sb
+
+    class Spy(sb.Brain):
+        def _wrap_distributed(self):
+            self.wrapped = True
+
+    brain = Spy(modules={"norm": torch.nn.BatchNorm1d(4)}, opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
+                run_opts={"device": "cpu"})
+    brain.on_fit_start()
+    assert brain.wrapped
+    monkeypatch.setattr("speechbrain.core.DDP", lambda module, **kwargs: module)
+    brain.distributed_launch, brain.distributed_backend = True, "gloo"
+    sb.Brain._wrap_distributed(brain)
+    assert isinstance(brain.modules["norm"], torch.nn.SyncBatchNorm)
 
 
 def test_backbone_lr_scale_gives_the_backbone_its_own_scaled_optimiser(speaker_corpus, tmp_path):

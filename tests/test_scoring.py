@@ -1,11 +1,9 @@
-"""Tests for speechbrain_ext.scoring: trial I/O, cosine scoring, S-norm, AS-norm."""
-import os
-
+"""Tests for speechbrain_ext.scoring: cosine scoring, S-norm, AS-norm, voiceprints."""
 import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext.scoring import Scoring, as_norm, cosine_scores, read_trials, s_norm, voiceprints, write_scores
+from speechbrain_ext.scoring import Scoring, as_norm, cosine_scores, s_norm, voiceprints
 
 DIM = 6
 
@@ -159,72 +157,6 @@ def test_as_norm_bad_input(setup, kwargs, message):
         args["scores"] = np.full(len(trials), np.nan)
     with pytest.raises(ValueError, match=message):
         as_norm(args["scores"], trials, enroll, test, args["cohort"], top_n=args["top_n"])
-
-
-def write(tmp_path, text):
-    path = tmp_path / "trials.txt"
-    path.write_text(text)
-    return path
-
-
-def test_read_trials_labels_and_blank_lines(tmp_path):
-    path = write(tmp_path, "e1 t1 target\n\ne1 t2 nontarget\ne2 t1 1\ne2 t2 0\n")
-    assert read_trials(path, enroll_ids=["e1", "e2"], test_ids={"t1": 0, "t2": 1}) == [
-        ("e1", "t1", 1),
-        ("e1", "t2", 0),
-        ("e2", "t1", 1),
-        ("e2", "t2", 0),
-    ]
-
-
-@pytest.mark.parametrize(
-    "text,line_no",
-    [
-        ("e1 t1 target\ne1 t2\n", 2),
-        ("e1 t1 target extra\n", 1),
-        ("e1 t1 target\n\ne1 t2 yes\n", 3),
-        ("1 a.wav b.wav\n", 1),  # VoxCeleb order is not this format
-    ],
-)
-def test_read_trials_malformed_line(tmp_path, text, line_no):
-    path = write(tmp_path, text)
-    with pytest.raises(ValueError, match=f"trials.txt:{line_no}: expected") as info:
-        read_trials(path)
-    assert "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize("text", ["", "\n  \n"])
-def test_read_trials_empty(tmp_path, text):
-    with pytest.raises(ValueError, match="trials.txt: the trial list is empty"):
-        read_trials(write(tmp_path, text))
-
-
-def test_read_trials_unknown_ids(tmp_path):
-    path = write(tmp_path, "e1 t1 target\ne9 t1 target\n")
-    with pytest.raises(ValueError, match="trials.txt:2: enrolment id 'e9'"):
-        read_trials(path, enroll_ids={"e1"})
-    path = write(tmp_path, "e1 t1 target\ne1 t9 0\n")
-    with pytest.raises(ValueError, match="trials.txt:2: test id 't9'"):
-        read_trials(path, test_ids={"t1"})
-    assert len(read_trials(path)) == 2  # no id sets given: no check
-
-
-def test_write_scores_round_trip(tmp_path):
-    trials = [("e1", "t1", 1), ("e1", "t2", 0)]
-    path = tmp_path / "scores.txt"
-    write_scores(path, trials, torch.tensor([0.5, -0.125]))
-    assert path.read_text() == "e1 t1 0.500000 target\ne1 t2 -0.125000 nontarget\n"
-    assert os.listdir(tmp_path) == ["scores.txt"]  # no temporary file left
-
-
-def test_write_scores_mismatch_leaves_file_untouched(tmp_path):
-    path = tmp_path / "scores.txt"
-    path.write_text("old\n")
-    with pytest.raises(ValueError, match="one score per trial"):
-        write_scores(path, [("e1", "t1", 1)], [0.1, 0.2])
-    with pytest.raises(ValueError, match="NaN/inf"):
-        write_scores(path, [("e1", "t1", 1)], [float("nan")])
-    assert path.read_text() == "old\n"
 
 
 def test_voiceprints_are_means_of_normalised_embeddings():

@@ -26,7 +26,7 @@ def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_cor
     # one head-only epoch: the backbone must still be exactly the pre-trained one
     argv = train_command("transfer_demo.yaml", speaker_corpus, tmp_path / "tra",
                          f"--pretrained_path={tmp_path / 'pre' / 'save'}", "--number_of_epochs=1",
-                         "--head_only_epochs=1", "--out_n_neurons=4", "--topk=2", "--dev_ratio=0",
+                         "--head_only_epochs=1", "--topk=2", "--dev_ratio=0",
                          "--long_len=1.0", "--short_scales=[0.5,0.75]", *COMMON)[2:]
     brain = train.main(argv)
     state = brain.modules.embedding_model.state_dict()
@@ -34,14 +34,14 @@ def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_cor
     # ... and the pre-trained weights are not what the transfer yaml initialises
     hparams_file, _, overrides = sb.parse_arguments(argv)
     with open(hparams_file) as f:
-        fresh = load_hyperpyyaml(f, overrides)["embedding_model"].state_dict()
+        fresh = load_hyperpyyaml(f, train.prepare(hparams_file, overrides))["embedding_model"].state_dict()
     assert not all(torch.equal(fresh[k], v) for k, v in pretrained.items())
     assert brain.optimizer_step > 0
     log = (tmp_path / "tra" / "train_log.txt").read_text()
     for term in ("train msce_long", "train msce_short", "train kl", "train cosine", "train entropy_short",
                  "train kl_weight", "train step_time_s"):
         assert term in log
-    # the classifier is sized to K sub-centers per target speaker
+    # out_n_neurons left null: the 4 training speakers of train.csv, K = 3 sub-centers each
     assert brain.modules.classifier.weight.shape[0] == 4 * 3
 
 

@@ -17,7 +17,7 @@ What differs from ``recipes/VoxCeleb/SpeakerRec/train_speaker_embeddings.py``:
 import functools
 import logging
 import time
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import speechbrain as sb
 import torch
@@ -32,6 +32,32 @@ logger = logging.getLogger(__name__)
 
 class NonFiniteLossError(FloatingPointError):
     """Training loss became NaN/inf; the message names the epoch, step and utterances."""
+
+
+def applied_speed(speeds: Sequence[int], length: int, perturbed_length: int) -> int:
+    """The speed (percent) SpeechBrain's ``SpeedPerturb`` applied to a batch, from its lengths.
+
+    ``SpeedPerturb`` draws one speed ``s`` per batch and resamples by
+    ``100 / s``, so ``T' = ceil(T * 100 / s)``. It keeps the draw only in
+    undocumented state (``samp_index``), so the speed is read from the
+    public result instead: the one speed with ``|T' - T * 100 / s| < 1``.
+
+    Raises
+    ------
+    ValueError
+        When no speed or several fit (a batch too short to tell the speeds
+        apart, or a ``SpeedPerturb`` that no longer resamples by ``100 / s``).
+
+    Example
+    -------
+    >>> applied_speed([90, 100, 110], 16000, 17778), applied_speed([90, 100, 110], 16000, 14546)
+    (90, 110)
+    """
+    fits = [s for s in speeds if abs(perturbed_length - length * 100 / s) < 1]
+    if len(fits) != 1:
+        raise ValueError(f"speed perturbation turned {length} samples into {perturbed_length}: "
+                         f"{'several' if fits else 'none'} of the speeds {list(speeds)} fit")
+    return fits[0]
 
 
 class PretrainBrain(sb.Brain):
@@ -120,9 +146,11 @@ class PretrainBrain(sb.Brain):
         """
         speed = self.hparams.speed_perturb
         if speed is not None:
+            length = wavs.shape[1]
             wavs = speed(wavs)
             if self.hparams.speed_as_speaker:
-                spk = spk + self.speed_offset(speed.speeds[int(speed.samp_index)]) * self.num_speakers
+                applied = applied_speed(speed.speeds, length, wavs.shape[1])
+                spk = spk + self.speed_offset(applied) * self.num_speakers
         augment = self.hparams.wav_augment
         if augment is not None:
             wavs, lens = augment(wavs, lens)
@@ -239,6 +267,13 @@ class PretrainBrain(sb.Brain):
         only runs on GPUs, so ``torchrun ... --distributed_backend=gloo`` on CPU
         fails in ``DistributedDataParallel``. Buffers still follow rank 0
         (``broadcast_buffers``); parameters are all-reduced as usual.
+
+        This overrides a private hook because no public way exists: the
+        conversion is unconditional (no run option turns it off), and the
+        public ``on_fit_start`` that calls this hook also calls the private
+        ``_compile``, so overriding it instead would copy SpeechBrain's body.
+        tests/test_pretrain_recipe.py fails if SpeechBrain renames the hook,
+        stops calling it from ``on_fit_start`` or stops converting BatchNorm.
         """
         if not (self.distributed_launch and str(self.device).startswith("cpu")):
             super()._wrap_distributed()

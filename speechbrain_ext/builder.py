@@ -1,0 +1,172 @@
+"""Building modules from a yaml without loading the rest of it; the embedding model of a trained folder.
+
+A training yaml instantiates everything at load time (data, loss,
+optimiser, checkpointer). Here its references are resolved
+(``hyperpyyaml.resolve_references``) and only the nodes asked for are
+copied, verbatim, and instantiated (:func:`read_nodes`, :func:`build_modules`),
+so that:
+
+- evaluation and export get the ``compute_features``/``mean_var_norm``/
+  ``embedding_model`` (and ``classifier``) of the training run, with its
+  arguments, and load the trained weights into them (:func:`load_extractor`);
+- the training recipe runs the yaml's ``prepare_data`` before the model is
+  built (it needs the speaker count of the prepared manifest).
+
+The yaml that defines a trained model is found by :func:`model_hparams_file`:
+an exported or published folder's ``hyperparams.yaml``, or the run's own one
+that SpeechBrain writes beside the save folder.
+"""
+import io
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import ruamel.yaml
+import torch
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+from speechbrain.utils.checkpoints import torch_patched_state_dict_load
+
+from speechbrain_ext.embeddings import EmbeddingExtractor
+from speechbrain_ext.manifest import PathLike
+from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+
+EMBEDDING_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
+MODEL_KEYS = EMBEDDING_KEYS + ("classifier",)
+UNUSED = "unused"  # value of the !PLACEHOLDER keys (data paths) when only the model is read
+
+Overrides = Union[Mapping, str, None]  # a mapping or yaml text, as hyperpyyaml takes them
+
+
+class ModelError(ValueError):
+    """A problem with a model's yaml, weights or folder; the message is one line."""
+
+
+def _yaml() -> ruamel.yaml.YAML:
+    """Round-trip ruamel loader/dumper (keeps ``!new:`` tags and comments)."""
+    y = ruamel.yaml.YAML()
+    y.width = 120
+    return y
+
+
+def _placeholders(hparams_file: PathLike) -> Dict[str, str]:
+    """``{key: UNUSED}`` for every ``!PLACEHOLDER`` key of a yaml."""
+    with open(hparams_file, encoding="utf-8") as f:
+        raw = _yaml().load(f)
+    return {k: UNUSED for k, v in raw.items() if getattr(getattr(v, "tag", None), "value", None) == "!PLACEHOLDER"}
+
+
+def read_nodes(hparams_file: PathLike, keys: Sequence[str], overrides: Overrides = None,
+               fill_placeholders: bool = True) -> Dict[str, object]:
+    """The yaml nodes of ``keys``, with references resolved, not instantiated.
+
+    Arguments
+    ---------
+    hparams_file : path
+        A HyperPyYAML file.
+    keys : sequence of str
+        Top-level keys to return.
+    overrides : mapping or yaml text, optional
+        Applied as ``load_hyperpyyaml`` applies them (a mapping when
+        ``fill_placeholders``).
+    fill_placeholders : bool
+        Set the ``!PLACEHOLDER`` keys not in ``overrides`` to ``"unused"``
+        (data paths, when only the model is read); ``False``: they must be
+        given, as when loading the whole yaml.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing or lacks one of ``keys``.
+    """
+    if not os.path.isfile(hparams_file):
+        raise ModelError(f"{hparams_file}: no such hparams file")
+    if fill_placeholders:
+        overrides = {**_placeholders(hparams_file), **(overrides or {})}
+    with open(hparams_file, encoding="utf-8") as f:
+        tree = _yaml().load(resolve_references(f, overrides))
+    missing = [k for k in keys if k not in tree]
+    if missing:
+        raise ModelError(f"{hparams_file}: no {', '.join(missing)} key(s)")
+    return {k: tree[k] for k in keys}
+
+
+def dump_nodes(nodes: Mapping[str, object]) -> str:
+    """Yaml text of ``nodes`` (tags and inline comments kept, whole-line comments dropped)."""
+    stream = io.StringIO()
+    _yaml().dump(dict(nodes), stream)
+    lines = stream.getvalue().splitlines()
+    return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#")) + "\n"
+
+
+def build_modules(nodes: Mapping[str, object]) -> Dict[str, object]:
+    """Instantiate yaml nodes from :func:`read_nodes` (modules get fresh weights)."""
+    return load_hyperpyyaml(dump_nodes(nodes))
+
+
+def model_hparams_file(model_folder: PathLike) -> Path:
+    """The yaml that defines the model of a folder, so nobody has to restate it.
+
+    An exported folder and SpeechBrain's published ones (e.g.
+    ``spkrec-ecapa-voxceleb``) hold ``hyperparams.yaml``; a training run's
+    save folder (or a ``CKPT+*`` folder in it) has the run's own
+    ``hyperparams.yaml``, written by SpeechBrain with the command's overrides
+    resolved, one (or two) levels up.
+
+    Raises
+    ------
+    ModelError
+        One line when none of the three places has one.
+    """
+    folder = Path(model_folder)
+    for candidate in (folder, folder.parent, folder.parent.parent):
+        if (candidate / "hyperparams.yaml").is_file():
+            return candidate / "hyperparams.yaml"
+    raise ModelError(f"{model_folder}: no hyperparams.yaml in it or in the training run folder above it; "
+                     "give the training yaml")
+
+
+def load_state(module: torch.nn.Module, path: PathLike, name: str,
+               state: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+    """Load a SpeechBrain ``.ckpt`` state dict strictly, with a one-line error on mismatch.
+
+    Read with SpeechBrain's own loader (``torch_patched_state_dict_load``,
+    which renames keys of older SpeechBrain versions, e.g. in the published
+    VoxCeleb ECAPA), but loaded strictly: SpeechBrain's parameter transfer
+    only warns about missing keys, which would hide a wrong architecture.
+    ``state``, when given, is the (edited) content of ``path`` to load instead.
+    """
+    state = torch_patched_state_dict_load(path, "cpu") if state is None else state
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(err)
+        raise ModelError(f"{path}: does not fit the {name} of the hparams file ({first})") from None
+
+
+def load_extractor(
+    model_hparams: Optional[PathLike],
+    model_folder: PathLike,
+    batch_size: int = 16,
+    device: str = "cpu",
+    overrides: Optional[Mapping] = None,
+) -> EmbeddingExtractor:
+    """An :class:`EmbeddingExtractor` with the weights of a trained or exported model.
+
+    Arguments
+    ---------
+    model_hparams : path, optional
+        Yaml defining ``compute_features``/``mean_var_norm``/``embedding_model``;
+        ``None``: the model folder's own (:func:`model_hparams_file`).
+    model_folder : path
+        Training save folder, ``CKPT+*`` folder or exported model folder.
+    batch_size, device
+        As in :class:`EmbeddingExtractor`.
+    overrides : mapping, optional
+        Yaml overrides applied when reading ``model_hparams``.
+    """
+    model_hparams = model_hparams_file(model_folder) if model_hparams is None else model_hparams
+    modules = build_modules(read_nodes(model_hparams, EMBEDDING_KEYS, overrides))
+    load_state(modules["embedding_model"], resolve_embedding_checkpoint(str(model_folder)), "embedding_model")
+    return EmbeddingExtractor(modules["compute_features"], modules["mean_var_norm"],
+                              modules["embedding_model"], batch_size, device)

@@ -1,0 +1,256 @@
+"""Manifests, trial lists and score files: the row type, reading and writing them.
+
+The one home of the project's file formats (data preparation writes them,
+training, evaluation and the benchmarks read them):
+
+- **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line:
+  ``ID,duration,wav,start,stop,spk_id`` plus ``genre`` where the corpus has
+  one. ``wav`` is one audio path or several joined by ``;`` (read in order
+  and joined into one signal); ``start``/``stop`` are sample indices at
+  :data:`SAMPLE_RATE` into that signal, ``stop`` exclusive;
+  ``duration = (stop - start) / SAMPLE_RATE`` seconds.
+- **Trial list**: one trial a line, ``enroll_id test_id target|nontarget``
+  (``1``/``0`` accepted), read as :data:`Trial` ``(enroll_id, test_id, label)``
+  with label 1 = target, 0 = non-target.
+- **Score file**: ``enroll_id test_id score target|nontarget``.
+
+Every file is written atomically (``io_utils.atomic_write``). No torch
+import: data preparation uses this module and stays light.
+"""
+import csv
+import os
+from dataclasses import dataclass
+from typing import Collection, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from speechbrain_ext.io_utils import atomic_write
+
+PathLike = Union[str, os.PathLike]
+SAMPLE_RATE = 16000  # Hz, of every manifest's audio
+CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
+Trial = Tuple[str, str, int]  # (enroll_id, test_id, label): 1 target, 0 non-target
+LABELS = {"target": 1, "1": 1, "nontarget": 0, "0": 0}
+
+
+class ManifestError(ValueError):
+    """A malformed manifest, trial list or score file; the message is one line naming the file (and line)."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One manifest row: the signal ``wav`` (one path or a ``;`` list), samples ``[start, stop)``.
+
+    Example
+    -------
+    >>> row = ManifestRow("a+1", "/x/a.wav;/x/b.wav", 0, 24000, "spk")
+    >>> row.files, row.as_csv()["duration"]
+    (['/x/a.wav', '/x/b.wav'], '1.500')
+    """
+
+    id: str
+    wav: str
+    start: int
+    stop: int
+    spk_id: str = ""
+    genre: str = ""
+
+    @property
+    def files(self) -> List[str]:
+        """The audio files joined into the row's signal, in order."""
+        return self.wav.split(";")
+
+    @property
+    def duration(self) -> float:
+        """Seconds of the row's window ``[start, stop)``."""
+        return (self.stop - self.start) / SAMPLE_RATE
+
+    def as_csv(self) -> Dict[str, str]:
+        """The row as the manifest's string fields (``genre`` included)."""
+        return {"ID": self.id, "duration": f"{self.duration:.3f}", "wav": self.wav, "start": str(self.start),
+                "stop": str(self.stop), "spk_id": self.spk_id, "genre": self.genre}
+
+
+def read_manifest(path: PathLike) -> List[ManifestRow]:
+    """Read a manifest CSV, in file order.
+
+    Raises
+    ------
+    ManifestError
+        One line naming the file (and line) for a missing file or column
+        (``ID``, ``wav``, ``start``, ``stop``), a bad ``start``/``stop`` or a
+        repeated ``ID``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.csv")
+    >>> write_manifest(path, [ManifestRow("s1/u1", "/a.wav", 0, 16000, "s1")])
+    >>> read_manifest(path)
+    [ManifestRow(id='s1/u1', wav='/a.wav', start=0, stop=16000, spk_id='s1', genre='')]
+    """
+    if not os.path.isfile(path):
+        raise ManifestError(f"{path}: no such manifest")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"ID", "wav", "start", "stop"} - set(reader.fieldnames or [])
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        rows, seen = [], set()
+        for line_no, rec in enumerate(reader, start=2):
+            try:
+                start, stop = int(rec["start"]), int(rec["stop"])
+            except (TypeError, ValueError):
+                raise ManifestError(f"{path}:{line_no}: start/stop must be integers") from None
+            if not 0 <= start < stop:
+                raise ManifestError(f"{path}:{line_no}: need 0 <= start < stop, got {start}, {stop}")
+            if rec["ID"] in seen:
+                raise ManifestError(f"{path}:{line_no}: ID {rec['ID']!r} repeated")
+            seen.add(rec["ID"])
+            rows.append(ManifestRow(rec["ID"], rec["wav"], start, stop, rec.get("spk_id") or "",
+                                    rec.get("genre") or ""))
+    return rows
+
+
+def write_manifest(path: PathLike, rows: Iterable[ManifestRow], with_genre: bool = False) -> None:
+    """Write a manifest atomically (the header even when there are no rows)."""
+    fields = CSV_FIELDS + ["genre"] * with_genre
+    with atomic_write(path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row.as_csv() for row in rows)
+
+
+def speaker_count(path: PathLike) -> int:
+    """Number of distinct ``spk_id`` of a manifest (e.g. the training speakers of ``train.csv``)."""
+    return len({row.spk_id for row in read_manifest(path)})
+
+
+def _labelled_lines(path: PathLike, num_fields: int, expected: str) -> Iterator[Tuple[int, List[str]]]:
+    """``(line number, fields)`` of the non-blank lines of a trial or score file.
+
+    Each line must have ``num_fields`` fields, the last a label of :data:`LABELS`.
+    """
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != num_fields or fields[-1] not in LABELS:
+                raise ManifestError(f"{path}:{line_no}: expected '{expected}', got {line.strip()!r}")
+            yield line_no, fields
+
+
+def read_trials(
+    path: PathLike,
+    enroll_ids: Optional[Collection[str]] = None,
+    test_ids: Optional[Collection[str]] = None,
+) -> List[Trial]:
+    """Read and validate a trial list.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        One trial a line, ``enroll_id test_id label``, label
+        ``target``/``nontarget`` or ``1``/``0``; blank lines are skipped.
+    enroll_ids : collection of str, optional
+        If given, every enrolment id must be in it (e.g. the ``ID`` column of
+        ``enroll.csv``).
+    test_ids : collection of str, optional
+        If given, every test id must be in it.
+
+    Returns
+    -------
+    trials : list of (str, str, int)
+        ``(enroll_id, test_id, label)``, label 1 = target, 0 = non-target.
+
+    Raises
+    ------
+    ManifestError
+        One line naming the file and line for a malformed line or an unknown
+        id, or naming the file if it has no trials.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "trials.txt")
+    >>> _ = open(path, "w").write("spk1 utt7 target\\nspk1 utt8 0\\n")
+    >>> read_trials(path, enroll_ids={"spk1"})
+    [('spk1', 'utt7', 1), ('spk1', 'utt8', 0)]
+    """
+    enroll_ids = None if enroll_ids is None else set(enroll_ids)
+    test_ids = None if test_ids is None else set(test_ids)
+    trials = []
+    for line_no, (enroll_id, test_id, label) in _labelled_lines(path, 3, "enroll_id test_id target|nontarget|1|0"):
+        if enroll_ids is not None and enroll_id not in enroll_ids:
+            raise ManifestError(f"{path}:{line_no}: enrolment id {enroll_id!r} is not in the enrolment set")
+        if test_ids is not None and test_id not in test_ids:
+            raise ManifestError(f"{path}:{line_no}: test id {test_id!r} is not in the test set")
+        trials.append((enroll_id, test_id, LABELS[label]))
+    if not trials:
+        raise ManifestError(f"{path}: the trial list is empty")
+    return trials
+
+
+def _label_name(label: int) -> str:
+    return "target" if label else "nontarget"
+
+
+def write_trials(path: PathLike, trials: Iterable[Trial]) -> None:
+    """Write ``enroll_id test_id target|nontarget`` lines atomically."""
+    with atomic_write(path) as f:
+        f.writelines(f"{enroll_id} {test_id} {_label_name(label)}\n" for enroll_id, test_id, label in trials)
+
+
+def write_scores(path: PathLike, trials: Sequence[Trial], scores: Sequence[float]) -> None:
+    """Write ``enroll_id test_id score target|nontarget`` lines atomically.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Output file (``scores.txt``); left untouched on an error.
+    trials : sequence of (str, str, int)
+        As returned by :func:`read_trials`.
+    scores : array-like
+        One finite score per trial, shape ``[T]``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
+    >>> write_scores(path, [("spk1", "utt7", 1)], [0.25])
+    >>> open(path).read()
+    'spk1 utt7 0.250000 target\\n'
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or len(scores) != len(trials):
+        raise ValueError(f"need one score per trial: {len(trials)} trials, scores of shape {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN/inf values")
+    with atomic_write(path) as f:
+        for (enroll_id, test_id, label), score in zip(trials, scores.tolist()):
+            f.write(f"{enroll_id} {test_id} {score:.6f} {_label_name(label)}\n")
+
+
+def read_scores(path: PathLike) -> Tuple[List[Trial], np.ndarray]:
+    """Read a :func:`write_scores` file: ``(trials, scores [T])``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "scores.txt")
+    >>> write_scores(path, [("spk1", "utt7", 1), ("spk2", "utt7", 0)], [0.25, -0.5])
+    >>> read_scores(path)
+    ([('spk1', 'utt7', 1), ('spk2', 'utt7', 0)], array([ 0.25, -0.5 ]))
+    """
+    trials, scores = [], []
+    for line_no, (enroll_id, test_id, score, label) in _labelled_lines(
+            path, 4, "enroll_id test_id score target|nontarget"):
+        try:
+            scores.append(float(score))
+        except ValueError:
+            raise ManifestError(f"{path}:{line_no}: score {score!r} is not a number") from None
+        trials.append((enroll_id, test_id, LABELS[label]))
+    if not trials:
+        raise ManifestError(f"{path}: no scores")
+    return trials, np.asarray(scores)
