@@ -197,25 +197,22 @@ def prepare(yaml: str, overrides: Dict[str, str]) -> None:
 
     Overrides go in as yaml text, as on the command line, so ``seed: 7`` is an int.
     """
-    from hyperpyyaml import load_hyperpyyaml
-
     from data_prep.common import PrepError
+    from speechbrain_ext.builder import build_modules, read_nodes
 
     text = "\n".join(f"{key}: {json.dumps(value)}" if key != "seed" else f"seed: {int(value)}"
                      for key, value in overrides.items())
-    with open(ROOT / yaml, encoding="utf-8") as f:
-        try:
-            load_hyperpyyaml(f, text)["prepare_data"]()
-        except PrepError as err:
-            sys.exit(f"ablation: {overrides['data_folder']}: {err}")
+    try:
+        build_modules(read_nodes(ROOT / yaml, ["prepare_data"], text, fill_placeholders=False))["prepare_data"]()
+    except PrepError as err:
+        sys.exit(f"ablation: {overrides['data_folder']}: {err}")
 
 
 def count_speakers(train_csv: Path) -> int:
     """Distinct ``spk_id`` values of a manifest."""
-    import csv
+    from speechbrain_ext.manifest import speaker_count
 
-    with open(train_csv, newline="", encoding="utf-8") as f:
-        return len({row["spk_id"] for row in csv.DictReader(f)})
+    return speaker_count(train_csv)
 
 
 def step_time(train_log: Path) -> Optional[float]:
@@ -300,7 +297,7 @@ def print_report(summary: Dict[str, dict], seeds: List[int], args, prep: Dict[in
     step = {v: r["step_time_s"] for v, r in summary.items() if r.get("step_time_s")}
     if step:
         print("\nseconds per transfer step: " + ", ".join(f"{v} {t:.2f}" for v, t in step.items()))
-    from speechbrain_ext.embeddings import read_manifest
+    from speechbrain_ext.manifest import read_manifest
 
     speakers = min(len({row.spk_id for row in read_manifest(prep[s] / "enroll.csv")}) for s in seeds)
     if speakers < 30:

@@ -12,7 +12,6 @@ demo doubles as a worked example; stages whose outputs exist are skipped
 (the commands themselves are resumable), so an interrupted demo continues.
 """
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -21,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List
+
+from speechbrain_ext.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -35,29 +36,15 @@ def run(cmd: List[str], timings: Dict[str, float], name: str) -> None:
     timings[name] = time.time() - start
 
 
-def count_speakers(train_csv: Path) -> int:
-    with open(train_csv, newline="") as f:
-        return len({row["spk_id"] for row in csv.DictReader(f)})
-
-
-def prepare(yaml: str, overrides: Dict[str, object]) -> None:
-    """Run the yaml's own ``prepare_data`` so the speaker count is known before training."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open(ROOT / "hparams" / yaml) as f:
-        load_hyperpyyaml(f, overrides)["prepare_data"]()
-
-
 def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
     """Score a genuine and an impostor pair through SpeechBrain's ``SpeakerRecognition``
     interface, with the folder's deployed score and threshold (``load_verifier``)."""
-    from speechbrain_ext.export import load_verifier
+    from speechbrain_ext.inference import load_verifier
 
-    with open(test_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if "@" not in r["ID"]]
     by_spk: Dict[str, List[str]] = {}
-    for row in rows:
-        by_spk.setdefault(row["spk_id"], []).append(row["wav"])
+    for row in read_manifest(test_csv):
+        if "@" not in row.id:
+            by_spk.setdefault(row.spk_id, []).append(row.wav)
     spk_a, spk_b = sorted(by_spk)[:2]
     deployed = json.loads((model / "threshold.json").read_text())
     verifier = load_verifier(str(model))
@@ -73,13 +60,11 @@ def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
 def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[str, float]) -> None:
     """Enrol three test speakers, make a genuine, an impostor and a replayed claim through the CLI,
     and print the audit log of it all."""
-    with open(manifests / "enroll.csv", newline="") as f:
-        enroll = {r["spk_id"]: r["wav"] for r in csv.DictReader(f)}
-    with open(manifests / "test.csv", newline="") as f:
-        tests: Dict[str, str] = {}
-        for r in csv.DictReader(f):
-            if "@" not in r["ID"]:
-                tests.setdefault(r["spk_id"], r["wav"])
+    enroll = {r.spk_id: r.wav for r in read_manifest(manifests / "enroll.csv")}
+    tests: Dict[str, str] = {}
+    for r in read_manifest(manifests / "test.csv"):
+        if "@" not in r.id:
+            tests.setdefault(r.spk_id, r.wav)
     spk_a, spk_b, spk_c = sorted(enroll)[:3]
     for suffix in ("", "-wal", "-shm"):  # a re-exported model may not reuse old voiceprints
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -150,19 +135,12 @@ def main() -> None:
     pre_over = {**common, "data_folder": str(source), "output_folder": str(pre)}
     tra_over = {**common, "data_folder": str(target), "output_folder": str(tra),
                 "pretrained_path": str(pre / "save")}
-    start = time.time()
-    prepare("pretrain_demo.yaml", pre_over)
-    prepare("transfer_demo.yaml", tra_over)
-    timings["prepare manifests"] = time.time() - start
-
     def flags(d: Dict[str, object]) -> List[str]:
         return [f"--{k}={v}" for k, v in d.items()]
 
     run([PY, "recipes/train.py", "hparams/pretrain_demo.yaml", *flags(pre_over),
-         f"--out_n_neurons={count_speakers(pre / 'manifests' / 'train.csv')}",
          f"--number_of_epochs={args.pretrain_epochs}"], timings, "pre-train ECAPA-TDNN (source)")
     run([PY, "recipes/train.py", "hparams/transfer_demo.yaml", *flags(tra_over),
-         f"--out_n_neurons={count_speakers(tra / 'manifests' / 'train.csv')}",
          f"--number_of_epochs={args.transfer_epochs}"], timings, "transfer with the joint loss (target)")
 
     evaluate = [PY, "recipes/evaluate.py", "hparams/eval_demo.yaml", f"--prep_folder={tra / 'manifests'}"]

@@ -21,9 +21,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from speechbrain_ext.embeddings import read_manifest
+from speechbrain_ext.manifest import read_manifest, read_scores
 from speechbrain_ext.metrics import BOOTSTRAP_METRICS, bootstrap_values, eer, min_dcf, percentile_ci
-from speechbrain_ext.scoring import read_scores
 
 
 def scores_file(eval_folder: Path, condition: str) -> Path:

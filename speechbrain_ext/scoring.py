@@ -38,8 +38,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-# read_scores: the import path of speechbrain_ext.comparison, until it imports speechbrain_ext.manifest
-from speechbrain_ext.manifest import Trial, read_scores  # noqa: F401
+from speechbrain_ext.manifest import Trial
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 Embeddings = Union[Mapping[str, ArrayLike], Tuple[Sequence[str], ArrayLike]]

@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+# run under torchrun by the DDP tests (it reads RANK on import): not a test module
+collect_ignore = ["ddp_worker.py"]
+
 
 @pytest.fixture(scope="session")
 def write_audio():

@@ -38,8 +38,8 @@ import torch
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
-from speechbrain_ext.audio import SAMPLE_RATE
 from speechbrain_ext.brains.pretrain import PretrainBrain
+from speechbrain_ext.manifest import SAMPLE_RATE
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
     Example
     -------
     >>> t, s = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
-    >>> _ = t.weight.fill_(1.0), s.weight.fill_(0.0)
+    >>> _ = torch.nn.init.constant_(t.weight, 1.0), torch.nn.init.constant_(s.weight, 0.0)
     >>> ema_update(t, s, 0.9)
     >>> round(t.weight.item(), 6)
     0.9
