@@ -424,15 +424,8 @@ def percentile_ci(values: ArrayLike, confidence: float = 0.95) -> Tuple[float, f
     return float(low), float(high)
 
 
-def paired_bootstrap_ci(
-    scores_a: ArrayLike,
-    scores_b: Optional[ArrayLike],
-    labels: ArrayLike,
-    groups: ArrayLike,
-    num_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Dict[str, Tuple[float, float]]:
+def paired_bootstrap_ci(scores_a: ArrayLike, scores_b: Optional[ArrayLike], labels: ArrayLike,
+                        groups: ArrayLike, confidence: float = 0.95, **resampling) -> Dict[str, Tuple[float, float]]:
     """Bootstrap interval of ``metric(a) - metric(b)`` on the same trials and resamples.
 
     Both systems are scored on every resample of test speakers, so their
@@ -446,24 +439,19 @@ def paired_bootstrap_ci(
     >>> paired_bootstrap_ci(s, s, [1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 2, 2], num_resamples=50)["eer"]
     (0.0, 0.0)
     """
-    values = bootstrap_values(scores_a, scores_b, labels, groups, num_resamples, seed)
+    values = bootstrap_values(scores_a, scores_b, labels, groups, **resampling)
     return {name: percentile_ci(v, confidence) for name, v in values.items()}
 
 
-def bootstrap_ci(
-    scores: ArrayLike,
-    labels: ArrayLike,
-    groups: ArrayLike,
-    num_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> Dict[str, Tuple[float, float]]:
+def bootstrap_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike, confidence: float = 0.95,
+                 **resampling) -> Dict[str, Tuple[float, float]]:
     """Speaker-level bootstrap percentile intervals of EER and normalised minDCF.
 
     Arguments
     ---------
     scores, labels : ``[N]`` trial scores and 1/0 labels.
     groups : ``[N]`` test speaker of each trial.
+    resampling : ``num_resamples`` (1000) and ``seed`` (0) of :func:`bootstrap_values`.
 
     Returns
     -------
@@ -480,4 +468,4 @@ def bootstrap_ci(
     >>> low < eer(scores, labels)[0] < high
     True
     """
-    return paired_bootstrap_ci(scores, None, labels, groups, num_resamples, confidence, seed)
+    return paired_bootstrap_ci(scores, None, labels, groups, confidence, **resampling)
