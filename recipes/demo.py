@@ -90,8 +90,11 @@ def results_table(pre: Dict[str, dict], tra: Dict[str, dict]) -> str:
     def cell(r: dict, metric: str, scale: float, digits: int) -> str:
         if metric not in r:
             return "-"
-        low, high = r.get(f"{metric}_ci", (float("nan"), float("nan")))
-        return f"{scale * r[metric]:.{digits}f} [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+        text = f"{scale * r[metric]:.{digits}f}"
+        if f"{metric}_ci" in r:
+            low, high = r[f"{metric}_ci"]
+            text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+        return text
 
     lines = [f"{'condition':<12}{'trials':>8}{'pre-trained EER %':>24}{'transferred EER %':>24}"
              f"{'pre minDCF':>22}{'transferred minDCF':>22}"]
