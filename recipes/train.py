@@ -26,6 +26,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
+from speechbrain_ext.brains import ConfigError
 from speechbrain_ext.builder import build_modules, read_nodes
 from speechbrain_ext.dataio import speaker_datasets
 from speechbrain_ext.manifest import read_manifest, speaker_count
@@ -115,4 +116,7 @@ def main(argv) -> sb.Brain:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, FileNotFoundError) as err:  # bad hparams or paths: one line, no traceback
+        sys.exit(f"error: {err}")

@@ -30,6 +30,10 @@ from speechbrain_ext.losses import set_margin
 logger = logging.getLogger(__name__)
 
 
+class ConfigError(ValueError):
+    """Hparams that cannot work together; the message is one line saying which and why."""
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training loss became NaN/inf; the message names the epoch, step and utterances."""
 

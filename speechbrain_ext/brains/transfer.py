@@ -38,7 +38,7 @@ import torch
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
-from speechbrain_ext.brains.pretrain import PretrainBrain
+from speechbrain_ext.brains.pretrain import ConfigError, PretrainBrain
 from speechbrain_ext.manifest import SAMPLE_RATE
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
 
@@ -65,9 +65,9 @@ class TransferBrain(PretrainBrain):
         fit start (which resumes this run's own checkpoint, the EMA teacher's too)."""
         mode = self.hparams.teacher
         if mode not in TEACHERS:
-            raise ValueError(f"teacher must be one of {TEACHERS}, got {mode!r}")
+            raise ConfigError(f"teacher must be one of {TEACHERS}, got {mode!r}")
         if mode == "frozen" and not self.hparams.pretrained_path:
-            raise ValueError("teacher: frozen needs pretrained_path (the stage-1 model it freezes)")
+            raise ConfigError("teacher: frozen needs pretrained_path (the stage-1 model it freezes)")
         if self.hparams.pretrained_path:
             ckpt = resolve_embedding_checkpoint(self.hparams.pretrained_path)
             pretrainer = Pretrainer(
@@ -137,7 +137,7 @@ class TransferBrain(PretrainBrain):
         spk = batch.spk_id_encoded.data
         long_wavs, long_lens, long_spk = self.augment_waveforms(wavs, lens, spk)
         if long_wavs.shape[0] != wavs.shape[0]:
-            raise ValueError("TransferBrain needs a wav_augment that keeps the batch size "
+            raise ConfigError("TransferBrain needs a wav_augment that keeps the batch size "
                              "(concat_original: False, parallel_augment: False)")
         feats = self.features(long_wavs, long_lens)
         emb_long = self.embed_features(feats, long_lens, stage)
