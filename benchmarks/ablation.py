@@ -86,7 +86,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -350,101 +351,128 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Plan:
+    """Where every seed's runs go, and the speaker counts the training commands name."""
+
+    seeds: List[int]
+    pre_seeds: List[int]
+    pre_folder: Dict[int, Path]
+    target_prep: Dict[int, Path]
+    run_folder: Dict[tuple, Path]
+    pre_over: Dict[int, Dict[str, str]] = field(default_factory=dict)
+    pre_speakers: Dict[int, int] = field(default_factory=dict)
+    target_speakers: Dict[int, int] = field(default_factory=dict)
+
+
+def prepare_splits(args, work: Path, source: Path, target: Path) -> Plan:
+    """Run the yamls' own ``prepare_data`` for the source and for each seed's target split."""
+    seeds = [args.first_seed + i for i in range(args.seeds)]
+    pre_seeds = seeds[:1] if args.share_pretrain else seeds
+    plan = Plan(seeds, pre_seeds,
+                {s: work / f"seed{pre_seeds[0] if args.share_pretrain else s}" / "pretrain" for s in seeds},
+                {s: work / f"seed{s}" / "target" / "manifests" for s in seeds},
+                {(v, s): work / f"seed{s}" / (v + (f"-{args.tag}" if args.tag else ""))
+                 for s in seeds for v in args.variants})
+    say(f"=== preparing manifests ({len(pre_seeds)} source, {len(seeds)} target split(s))")
+    for s in pre_seeds:
+        plan.pre_over[s] = {"seed": str(s), "data_folder": str(source), "output_folder": str(plan.pre_folder[s])}
+        prepare(PRETRAIN_YAML, plan.pre_over[s])
+        plan.pre_speakers[s] = count_speakers(plan.pre_folder[s] / "manifests" / "train.csv")
+    for s in seeds:
+        prepare(TRANSFER_YAML, {"seed": str(s), "data_folder": str(target), "test_ratio": args.test_ratio,
+                                "dev_ratio": args.dev_ratio,
+                                "output_folder": str(plan.target_prep[s].parent),
+                                "pretrained_path": str(plan.pre_folder[s] / "save")})
+        plan.target_speakers[s] = count_speakers(plan.target_prep[s] / "train.csv")
+    return plan
+
+
+def evaluation_stages(plan: Plan, args, work: Path) -> Dict[tuple, Stage]:
+    """``recipes/evaluate.py`` of every model on the test and the dev split, by (variant, seed, split)."""
+    evals = {}
+    for s in plan.seeds:
+        models = {NO_TRANSFER: (plan.pre_folder[s], work / f"seed{s}" / "eval_no_transfer")}
+        models.update({v: (plan.run_folder[(v, s)], plan.run_folder[(v, s)] / "eval") for v in args.variants})
+        for variant, (model, out) in models.items():
+            for split in SPLITS:
+                folder = out if split == "test" else out.with_name(out.name + "_" + split)
+                evals[(variant, s, split)] = Stage(
+                    f"evaluate {variant} seed {s} on {split}",
+                    [PY, "recipes/evaluate.py", EVAL_YAML, f"--seed={s}", f"--model_folder={model / 'save'}",
+                     f"--model_hparams={model / 'hyperparams.yaml'}", f"--prep_folder={plan.target_prep[s]}",
+                     *([] if split == "test" else [f"--eval_folder={plan.target_prep[s] / split}"]),
+                     *(["--cohort_csv=null"] if args.no_asnorm else []),
+                     f"--output_folder={folder}", f"--device={args.device}"], folder, "results.json")
+    return evals
+
+
+def training_stages(plan: Plan, args, target: Path, evals: Dict[tuple, Stage]) -> Tuple[List[Stage], List[Stage]]:
+    """Pre-training runs (one per seed, or one shared) and transfer runs, interleaved by seed
+    so that machine-load drift hits the variants alike; a re-done run invalidates its evaluations."""
+    device = f"--device={args.device}"
+    pre = [Stage(f"pre-train seed {s}",
+                 [PY, "recipes/train.py", PRETRAIN_YAML, *flags(plan.pre_over[s]),
+                  f"--out_n_neurons={plan.pre_speakers[s]}", f"--number_of_epochs={args.pretrain_epochs}",
+                  device, *shlex.split(args.pretrain_extra)], plan.pre_folder[s], RUN_MARKER,
+                 invalidates=[evals[(NO_TRANSFER, t, split)].done for t in plan.seeds for split in SPLITS
+                              if plan.pre_folder[t] == plan.pre_folder[s]])
+           for s in plan.pre_seeds]
+    runs = []
+    for s in plan.seeds:
+        for variant in args.variants:
+            folder = plan.run_folder[(variant, s)]
+            cmd = [PY, "recipes/train.py", TRANSFER_YAML, f"--seed={s}", f"--data_folder={target}",
+                   f"--output_folder={folder}", f"--prep_folder={plan.target_prep[s]}", "--skip_prep=True",
+                   f"--pretrained_path={plan.pre_folder[s] / 'save'}", f"--out_n_neurons={plan.target_speakers[s]}",
+                   *([f"--number_of_epochs={args.transfer_epochs}"] if args.transfer_epochs else []),
+                   device, *VARIANTS[variant], *args.extra]
+            runs.append(Stage(f"transfer {variant} seed {s}", cmd, folder, RUN_MARKER,
+                              invalidates=[evals[(variant, s, split)].done for split in SPLITS]))
+    return pre, runs
+
+
+def collect(plan: Plan, args, evals: Dict[tuple, Stage]) -> Dict[str, dict]:
+    """Figures, speaker-bootstrap CIs and paired differences per split, step times, evaluated epochs."""
+    summary: Dict[str, dict] = {}
+    for variant in [NO_TRANSFER, *args.variants]:
+        save = {s: (plan.pre_folder[s] if variant == NO_TRANSFER else plan.run_folder[(variant, s)])
+                for s in plan.seeds}
+        steps = [step_time(save[s] / "train_log.txt") for s in plan.seeds]
+        summary[variant] = {"step_time_s": (None if variant == NO_TRANSFER or None in steps
+                                            else round(statistics.mean(steps), 4)),
+                            "evaluated_epoch": [best_epoch(save[s] / "save") for s in plan.seeds]}
+    for split in SPLITS:
+        say(f"=== bootstrap ({args.bootstrap_resamples} speaker resamples) on {split}")
+        table = compare(evals, split, plan.seeds, [NO_TRANSFER, *args.variants], plan.target_prep,
+                        args.bootstrap_resamples)
+        for variant, conditions in table.items():
+            (summary[variant] if split == "test" else summary[variant].setdefault("dev", {})).update(conditions)
+    return summary
+
+
 def main(argv: List[str]) -> None:
     global _threads_per_job
     args = parse_args(argv)
     _threads_per_job = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0)
     started = time.time()
     work = Path(args.work_folder).resolve()
-    seeds = [args.first_seed + i for i in range(args.seeds)]
     source, target = Path(args.source_folder).resolve(), Path(args.target_folder).resolve()
-    device = [f"--device={args.device}"]
-    pre_extra = shlex.split(args.pretrain_extra)
 
-    # ---- manifests: the yamls' own prepare_data
-    pre_seeds = seeds[:1] if args.share_pretrain else seeds
-    pre_folder = {s: work / f"seed{pre_seeds[0] if args.share_pretrain else s}" / "pretrain" for s in seeds}
-    target_prep = {s: work / f"seed{s}" / "target" / "manifests" for s in seeds}
-    say(f"=== preparing manifests ({len(pre_seeds)} source, {len(seeds)} target split(s))")
-    pre_over, pre_speakers, target_speakers = {}, {}, {}
-    for s in pre_seeds:
-        pre_over[s] = {"seed": str(s), "data_folder": str(source), "output_folder": str(pre_folder[s])}
-        prepare(PRETRAIN_YAML, pre_over[s])
-        pre_speakers[s] = count_speakers(pre_folder[s] / "manifests" / "train.csv")
-    for s in seeds:
-        prepare(TRANSFER_YAML, {"seed": str(s), "data_folder": str(target), "test_ratio": args.test_ratio,
-                                "dev_ratio": args.dev_ratio,
-                                "output_folder": str(target_prep[s].parent),
-                                "pretrained_path": str(pre_folder[s] / "save")})
-        target_speakers[s] = count_speakers(target_prep[s] / "train.csv")
-
-    # ---- evaluations (built first: a re-done training run invalidates its evaluation)
-    run_folder = {(v, s): work / f"seed{s}" / (v + (f"-{args.tag}" if args.tag else ""))
-                  for s in seeds for v in args.variants}
-    evals = {}
-    for s in seeds:
-        models = {NO_TRANSFER: (pre_folder[s], work / f"seed{s}" / "eval_no_transfer")}
-        models.update({v: (run_folder[(v, s)], run_folder[(v, s)] / "eval") for v in args.variants})
-        for variant, (model, out) in models.items():
-            for split in SPLITS:
-                evals[(variant, s, split)] = Stage(
-                    f"evaluate {variant} seed {s} on {split}",
-                    [PY, "recipes/evaluate.py", EVAL_YAML, f"--seed={s}", f"--model_folder={model / 'save'}",
-                     f"--model_hparams={model / 'hyperparams.yaml'}", f"--prep_folder={target_prep[s]}",
-                     *([] if split == "test" else [f"--eval_folder={target_prep[s] / split}"]),
-                     *(["--cohort_csv=null"] if args.no_asnorm else []),
-                     f"--output_folder={out if split == 'test' else out.with_name(out.name + '_' + split)}",
-                     *device], out if split == "test" else out.with_name(out.name + "_" + split),
-                    "results.json")
-
-    # ---- pre-training (one per seed, or one shared)
-    pre_stages = [Stage(f"pre-train seed {s}",
-                        [PY, "recipes/train.py", PRETRAIN_YAML, *flags(pre_over[s]),
-                         f"--out_n_neurons={pre_speakers[s]}", f"--number_of_epochs={args.pretrain_epochs}",
-                         *device, *pre_extra], pre_folder[s], RUN_MARKER,
-                        invalidates=[evals[(NO_TRANSFER, t, split)].done for t in seeds for split in SPLITS
-                                     if pre_folder[t] == pre_folder[s]])
-                  for s in pre_seeds]
-
-    # ---- transfer runs, interleaved by seed so machine-load drift hits variants alike
-    runs = {}
-    for s in seeds:
-        for variant in args.variants:
-            folder = run_folder[(variant, s)]
-            cmd = [PY, "recipes/train.py", TRANSFER_YAML, f"--seed={s}", f"--data_folder={target}",
-                   f"--output_folder={folder}", f"--prep_folder={target_prep[s]}", "--skip_prep=True",
-                   f"--pretrained_path={pre_folder[s] / 'save'}", f"--out_n_neurons={target_speakers[s]}",
-                   *([f"--number_of_epochs={args.transfer_epochs}"] if args.transfer_epochs else []),
-                   *device, *VARIANTS[variant], *args.extra]
-            runs[(variant, s)] = Stage(f"transfer {variant} seed {s}", cmd, folder, RUN_MARKER,
-                                       invalidates=[evals[(variant, s, split)].done for split in SPLITS])
-
+    plan = prepare_splits(args, work, source, target)
+    evals = evaluation_stages(plan, args, work)
+    pre_stages, runs = training_stages(plan, args, target, evals)
     run_all(pre_stages, args.jobs, "pre-train")
-    run_all(list(runs.values()), args.jobs, "transfer")
+    run_all(runs, args.jobs, "transfer")
     run_all(list(evals.values()), args.jobs, "evaluate")
-
-    # ---- collect: figures, speaker-bootstrap CIs and paired differences, per split
-    summary: Dict[str, dict] = {}
-    for variant in [NO_TRANSFER, *args.variants]:
-        summary[variant] = {}
-        save = {s: (pre_folder[s] if variant == NO_TRANSFER else run_folder[(variant, s)]) for s in seeds}
-        steps = [step_time(save[s] / "train_log.txt") for s in seeds]
-        summary[variant]["step_time_s"] = (None if variant == NO_TRANSFER or None in steps
-                                           else round(statistics.mean(steps), 4))
-        summary[variant]["evaluated_epoch"] = [best_epoch(save[s] / "save") for s in seeds]
-    for split in SPLITS:
-        say(f"=== bootstrap ({args.bootstrap_resamples} speaker resamples) on {split}")
-        table = compare(evals, split, seeds, [NO_TRANSFER, *args.variants], target_prep,
-                        args.bootstrap_resamples)
-        for variant, conditions in table.items():
-            (summary[variant] if split == "test" else summary[variant].setdefault("dev", {})).update(conditions)
+    summary = collect(plan, args, evals)
 
     out = Path(args.output_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"seeds": seeds, "shared_pretraining": args.share_pretrain, "source_folder": str(source),
+    meta = {"seeds": plan.seeds, "shared_pretraining": args.share_pretrain, "source_folder": str(source),
             "target_folder": str(target), "pretrain_epochs": args.pretrain_epochs,
             "transfer_epochs": args.transfer_epochs or "yaml default", "extra_overrides": args.extra,
-            "pretrain_extra": pre_extra, "tag": args.tag, "work_folder": str(work),
+            "pretrain_extra": args.pretrain_extra, "tag": args.tag, "work_folder": str(work),
             "jobs": args.jobs, "threads_per_run": _threads_per_job or "torch default",
             "command": [PY, "benchmarks/ablation.py", *argv], "eer_unit": "fraction",
             "bootstrap_resamples": args.bootstrap_resamples,
@@ -453,7 +481,7 @@ def main(argv: List[str]) -> None:
             "runtime_s_this_invocation": round(time.time() - started, 1)}
     atomic_json(out, summary)
     atomic_json(out.with_suffix(".meta.json"), meta)
-    print_report(summary, seeds, args, {s: target_prep[s] for s in seeds})
+    print_report(summary, plan.seeds, args, plan.target_prep)
     print(f"\nwrote {out} and {out.with_suffix('.meta.json')}; this invocation took "
           f"{time.time() - started:.0f} s")
 
