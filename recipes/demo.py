@@ -112,7 +112,8 @@ def main() -> None:
     parser.add_argument("--source_utts", type=int, default=16)
     parser.add_argument("--target_speakers", type=int, default=48,
                         help="split 40 %% test, 15 %% dev, the rest training (every pair a trial)")
-    parser.add_argument("--target_utts", type=int, default=20)
+    parser.add_argument("--target_utts", type=int, default=30,
+                        help="30: >= 5,000 trials at 1 s, 2 s and full length (few strings reach 3 s)")
     parser.add_argument("--pretrain_epochs", type=int, default=4)
     parser.add_argument("--transfer_epochs", type=int, default=5,
                         help="fewer than the yaml's 10, to keep the demo short")
