@@ -15,6 +15,7 @@ scored on the same trial list. For one condition (e.g. ``1s``) and metric m:
 Inputs are ``recipes/evaluate.py`` output folders (``scores*.txt``) and the
 test manifest of the split (for the speaker of each test utterance).
 """
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -43,20 +44,24 @@ def seed_result(eval_folder: Path, condition: str, test_csv: Path, seed: int,
                 num_resamples: int) -> SeedResult:
     """Metrics of one evaluation folder's condition, with its speaker-bootstrap values.
 
-    The values are cached in ``<eval_folder>/bootstrap_<condition>_<seed>_<R>.npz``.
+    The values are cached in ``<eval_folder>/bootstrap_<condition>_<seed>_<R>_<digest>.npz``,
+    the digest that of the scores file and the test manifest, so a re-done
+    evaluation never meets the values of the one before.
     """
-    trials, scores = read_scores(scores_file(eval_folder, condition))
+    path = scores_file(eval_folder, condition)
+    trials, scores = read_scores(path)
     labels = np.array([t[2] for t in trials])
     point = {"eer": eer(scores, labels)[0], "min_dcf_0.01": min_dcf(scores, labels, 0.01)[0],
              "min_dcf_0.05": min_dcf(scores, labels, 0.05)[0]}
-    cache = eval_folder / f"bootstrap_{condition}_{seed}_{num_resamples}.npz"
+    digest = hashlib.sha1(path.read_bytes() + Path(test_csv).read_bytes()).hexdigest()[:12]
+    cache = eval_folder / f"bootstrap_{condition}_{seed}_{num_resamples}_{digest}.npz"
     if cache.is_file():
         values = dict(np.load(cache))
     else:
         speaker_of = {row.id: row.spk_id for row in read_manifest(test_csv)}
         missing = [t[1] for t in trials if t[1] not in speaker_of]
         if missing:
-            raise ValueError(f"{scores_file(eval_folder, condition)}: test id {missing[0]!r} is not in {test_csv}")
+            raise ValueError(f"{path}: test id {missing[0]!r} is not in {test_csv}")
         groups = [speaker_of[t[1]] for t in trials]
         values = bootstrap_values(scores, None, labels, groups, num_resamples, seed)
         np.savez(cache, **values)

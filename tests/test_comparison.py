@@ -45,7 +45,16 @@ def test_paired_difference_of_a_better_system_excludes_zero(split):
     weak_r, strong_r = (seed_result(f, "1s", test_csv, 7, 300) for f in (weak, strong))
     diff = summarise([strong_r], [weak_r])["diff_vs_baseline"]
     assert diff["eer"] < 0 and diff["eer_ci"][1] < 0
-    assert (weak / "bootstrap_1s_7_300.npz").is_file()  # cached for the next invocation
+    assert len(list(weak.glob("bootstrap_1s_7_300_*.npz"))) == 1  # cached for the next invocation
+
+
+def test_a_redone_evaluation_does_not_reuse_old_bootstrap_values(split):
+    test_csv, weak, strong = split
+    before = seed_result(weak, "1s", test_csv, 7, 100)
+    (weak / "scores_1s.txt").write_bytes((strong / "scores_1s.txt").read_bytes())  # evaluation re-done
+    after = seed_result(weak, "1s", test_csv, 7, 100)
+    assert after.point["eer"] < before.point["eer"]
+    assert np.nanmean(after.values["eer"]) < np.nanmean(before.values["eer"])
 
 
 def test_different_trials_cannot_be_paired(split, tmp_path):
