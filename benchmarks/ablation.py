@@ -287,6 +287,9 @@ def print_report(summary: Dict[str, dict], seeds: List[int], args, prep: Dict[in
     for split in ("dev", "test"):
         tables = {v: (r.get("dev", {}) if split == "dev" else r) for v, r in summary.items()}
         conditions = [c for c in ordered_conditions(next(iter(tables.values()))) if "+" not in c]
+        if not conditions:
+            print(f"\n[{split}: no condition was evaluated for every variant and seed]")
+            continue
         for title, metric, scale, digits in (("EER %", "eer", 100, 2), ("minDCF 0.01", "min_dcf_0.01", 1, 3)):
             print(f"\n[{split}: {title}, raw cosine]")
             print(f"{'variant':<15}" + "".join(f"{c:>24}" for c in conditions))

@@ -96,6 +96,8 @@ def summarise(results: Sequence[SeedResult], reference: Optional[Sequence[SeedRe
         out[f"{m}_mean"] = float(np.mean(out[m]))
         out[f"{m}_ci"] = list(percentile_ci(np.mean([r.values[m] for r in results], axis=0), confidence))
         if reference is not None:
+            if len(reference) != len(results):
+                raise ValueError(f"paired comparison over {len(results)} seeds against {len(reference)}")
             for r, ref in zip(results, reference):
                 if r.trials != ref.trials:
                     raise ValueError("paired comparison needs the same trials for both systems")

@@ -22,7 +22,7 @@ Labels: 1 = target (same speaker), 0 = non-target. Scores and labels are 1-D
 numpy arrays, sequences or torch tensors of equal length; bad input raises a
 ``ValueError`` with one line saying what is wrong.
 """
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -345,14 +345,14 @@ def error_rates(scores: ArrayLike, labels: ArrayLike, threshold: float) -> Tuple
 BOOTSTRAP_METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 
 
-def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> np.ndarray:
-    """Trial weights of ``num_resamples`` speaker-level bootstrap resamples, ``[R, N]``.
+def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Trial weights ``[N]`` of each of ``num_resamples`` speaker-level bootstrap resamples.
 
     Each resample draws as many speakers as there are, with replacement, and
     keeps every trial of each drawn speaker: a trial's weight is the number
     of times its speaker was drawn. Trials of one speaker are correlated;
     resampling speakers, not trials, keeps that in the interval (Bolle et
-    al.'s "subsets bootstrap").
+    al.'s "subsets bootstrap"). One resample at a time, so memory stays O(N).
 
     Arguments
     ---------
@@ -361,7 +361,7 @@ def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> np.
 
     Example
     -------
-    >>> w = speaker_weights(["a", "a", "b"], 4, seed=0)  # 2 draws of 2 speakers
+    >>> w = np.stack(list(speaker_weights(["a", "a", "b"], 4, seed=0)))  # 2 draws of 2 speakers
     >>> w.shape, bool((w[:, 0] == w[:, 1]).all()), bool((w[:, 0] + w[:, 2] == 2).all())
     ((4, 3), True, True)
     """
@@ -373,9 +373,9 @@ def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> np.
     if num_groups < 2:
         raise ValueError(f"a speaker bootstrap needs at least 2 test speakers, got {num_groups}")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, num_groups, size=(num_resamples, num_groups))
-    counts = np.stack([np.bincount(row, minlength=num_groups) for row in draws])  # [R, G]
-    return counts[:, index].astype(float)
+    draws = rng.integers(0, num_groups, size=(num_resamples, num_groups))  # [R, G], small
+    for row in draws:
+        yield np.bincount(row, minlength=num_groups)[index].astype(float)
 
 
 def _weighted_metrics(trials: _SortedTrials, weights: np.ndarray) -> Dict[str, float]:

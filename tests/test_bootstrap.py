@@ -59,7 +59,7 @@ def test_paired_ci_finds_a_real_difference_and_its_sign():
 
 def test_resamples_weigh_whole_speakers():
     groups = np.repeat(["a", "b", "c"], [2, 3, 4])
-    weights = speaker_weights(groups, 20, seed=0)
+    weights = list(speaker_weights(groups, 20, seed=0))
     for row in weights:
         for spk in "abc":
             assert len(set(row[groups == spk])) == 1  # a speaker's trials are drawn together
@@ -70,7 +70,7 @@ def test_weighted_metrics_equal_metrics_on_the_repeated_trials():
     """A resample's weighted EER/minDCF equal those of the trials actually repeated."""
     rng = np.random.default_rng(5)
     scores, labels, groups = synthetic_trials(rng, speakers=6, targets=5, nontargets=20)
-    weights = speaker_weights(groups, 3, seed=1)
+    weights = list(speaker_weights(groups, 3, seed=1))
     values = bootstrap_values(scores, None, labels, groups, num_resamples=3, seed=1)
     for r in range(3):
         picked = np.repeat(np.arange(len(scores)), weights[r].astype(int))

@@ -140,7 +140,7 @@ def test_transfer_under_ddp_resumes_after_rank0_is_killed(speaker_corpus, pretra
     """SIGKILL rank 0 in epoch 2, after a step's checkpoint (one per step); the same command resumes."""
     run = recipe_run("transfer_demo.yaml", speaker_corpus, tmp_path, f"--pretrained_path={pretrain.save}",
                      "--out_n_neurons=4", "--topk=2", "--dev_ratio=0", "--long_len=1.0",
-                     "--short_scales=[0.5,0.75]",
+                     "--short_scales=[0.5,0.75]", "--subcenter_drop_epoch=2",  # the drop all-reduces counts
                      "--ckpt_interval_steps=1", "--generate_augment_sources=False",
                      "--wav_augment=null", "--noise_csv=null", "--rir_csv=null")
     killed = start(run.cmd, run.ranks / "killed.log")

@@ -148,6 +148,12 @@ class PretrainBrain(sb.Brain):
         wavs ``[B', T']``, lens ``[B']``, spk ``[B', 1]`` (B' > B when the
         augmenter concatenates parallel copies).
         """
+        wavs, spk = self.perturb_speed(wavs, spk)
+        return self.augment_only(wavs, lens, spk)
+
+    def perturb_speed(self, wavs: torch.Tensor, spk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Speed perturbation (one speed per batch); with ``speed_as_speaker`` the labels
+        move to that speed's block. ``[B, T], [B, 1]`` -> ``[B, T'], [B, 1]``."""
         speed = self.hparams.speed_perturb
         if speed is not None:
             length = wavs.shape[1]
@@ -155,6 +161,11 @@ class PretrainBrain(sb.Brain):
             if self.hparams.speed_as_speaker:
                 applied = applied_speed(speed.speeds, length, wavs.shape[1])
                 spk = spk + self.speed_offset(applied) * self.num_speakers
+        return wavs, spk
+
+    def augment_only(self, wavs: torch.Tensor, lens: torch.Tensor, spk: torch.Tensor
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Waveform augmentation (``wav_augment``); labels follow parallel copies."""
         augment = self.hparams.wav_augment
         if augment is not None:
             wavs, lens = augment(wavs, lens)

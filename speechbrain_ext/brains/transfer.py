@@ -76,11 +76,14 @@ class TransferBrain(PretrainBrain):
                 paths={"embedding_model": ckpt})
             run_on_main(pretrainer.collect_files)
             pretrainer.load_collected()
+        # not in self.modules either: its sub-center buffers must live (and be restored) on the device
+        self.hparams.compute_cost.to(self.device)
         if mode != "self":
             # not in self.modules: no DDP wrapping, no optimiser, no train() switch
             self.teacher = copy.deepcopy(self.modules.embedding_model).eval().requires_grad_(False)
             if mode == "ema" and self.checkpointer is not None:
-                self.checkpointer.add_recoverable("ema_teacher", self.teacher)
+                # optional: a checkpoint written with another teacher starts the EMA from the student
+                self.checkpointer.add_recoverable("ema_teacher", self.teacher, optional_load=True)
         super().on_fit_start()
 
     @property
@@ -134,8 +137,10 @@ class TransferBrain(PretrainBrain):
             return super().compute_forward(batch, stage)
         batch = batch.to(self.device)
         wavs, lens = batch.sig
-        spk = batch.spk_id_encoded.data
-        long_wavs, long_lens, long_spk = self.augment_waveforms(wavs, lens, spk)
+        # one speed for the long crop and the short crop cut from it: with speed_as_speaker
+        # both then carry the same label, and the teacher term pulls toward the same class
+        wavs, spk = self.perturb_speed(wavs, batch.spk_id_encoded.data)
+        long_wavs, long_lens, long_spk = self.augment_only(wavs, lens, spk)
         if long_wavs.shape[0] != wavs.shape[0]:
             raise ConfigError("TransferBrain needs a wav_augment that keeps the batch size "
                              "(concat_original: False, parallel_augment: False)")
@@ -144,8 +149,7 @@ class TransferBrain(PretrainBrain):
         out = {"long": (self.modules.classifier(emb_long), emb_long, long_spk)}
         if self.uses_short:
             short = self.short_crops(wavs)
-            short_wavs, short_lens, short_spk = self.augment_waveforms(
-                short, torch.ones_like(lens), spk)
+            short_wavs, short_lens, short_spk = self.augment_only(short, torch.ones_like(lens), spk)
             emb_short = self.embed(short_wavs, short_lens, stage)
             out["short"] = (self.modules.classifier(emb_short), emb_short, short_spk)
             out["teacher"] = self.teacher_embeddings(feats, long_lens, emb_long)
@@ -166,8 +170,9 @@ class TransferBrain(PretrainBrain):
         cost = self.hparams.compute_cost
         cos_long, _, spk_long = predictions["long"]
         loss = cost(cos_long, spk_long)
-        if self.hparams.subcenter_drop_epoch is not None and not cost.active.numel():
-            cost.count_assignments(cos_long, spk_long)
+        drop = self.hparams.subcenter_drop_epoch
+        if drop is not None and not cost.active.numel() and self.progress >= drop - 1:
+            cost.count_assignments(cos_long, spk_long)  # the epoch before the drop: the trained head
         self.loss_terms = {"msce_long": loss.detach(), "entropy_long": entropy(cost.logits(cos_long))}
         if "short" not in predictions:
             return loss
@@ -200,7 +205,8 @@ class TransferBrain(PretrainBrain):
     def extra_train_stats(self) -> dict:
         """Epoch means of every loss term and entropy, lambda, and the collapse flag."""
         terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
-        stats = {**terms, "kl_weight": round(self.kl_weight, 4)}
+        # from the schedule, not the last batch: a run resumed at an epoch's end has none
+        stats = {**terms, "kl_weight": round(self.hparams.kl_weight(self.progress), 4)}
         if "cosine" in terms:
             history = getattr(self, "collapse_history", [])
             history.append((round(self.margin, 6), terms["msce_long"], terms["kl"] + terms["cosine"]))

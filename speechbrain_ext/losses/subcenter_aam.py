@@ -182,8 +182,8 @@ class SubCenterAAM(torch.nn.Module):
         """Resize the lazily sized ``assignments``/``active`` buffers to the saved ones."""
         for name in ("assignments", "active"):
             saved = state_dict.get(prefix + name)
-            if saved is not None:
-                setattr(self, name, torch.zeros_like(saved))
+            if saved is not None:  # on this module's device (SpeechBrain loads onto the CPU)
+                setattr(self, name, torch.zeros_like(saved, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
@@ -206,6 +206,8 @@ class SubCenterAAM(torch.nn.Module):
         """Keep each class's most-assigned sub-center only; returns their indices ``[C]``."""
         if self.assignments.shape[0] == 0:
             raise RuntimeError("drop_subcenters needs count_assignments on training data first")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.assignments)  # every rank keeps the same sub-centers
         dominant = self.assignments.argmax(dim=1)  # [C]
         self.active = F.one_hot(dominant, self.num_subcenters).bool()
         return dominant
