@@ -81,12 +81,6 @@ def _print(args: argparse.Namespace, payload: object, text: str) -> None:
         print(json.dumps(payload) if args.json else text)
 
 
-def _decision_dict(decision, score_kind: str, reason: Optional[str] = None) -> dict:
-    """A scored claim for ``--json``; a refusal ``reason`` (replay, locked) overrules the score."""
-    return {"speaker_id": decision.speaker_id, "score": decision.score, "threshold": decision.threshold,
-            "accepted": decision.accepted and reason is None, "score_kind": score_kind, "reason": reason}
-
-
 def _enrolment_files(args: argparse.Namespace) -> List[str]:
     """The files of ``enroll``, with ``;``-joined arguments split."""
     return [path for arg in args.audio for path in arg.split(";") if path]
@@ -103,16 +97,6 @@ def _planned_event(args: argparse.Namespace):
     return Event(args.command, getattr(args, "speaker", None), audio_sha256=" ".join(hashes) or None)
 
 
-def _settle(verifier, event, policy, decision) -> Optional[str]:
-    """Log a scored claim (``decision``: a ``verifier.Decision``); returns the refusal reason or None."""
-    from speechbrain_ext.audit import REFUSALS, record_claim
-
-    event.speaker_id, event.score, event.threshold = decision.speaker_id, decision.score, decision.threshold
-    event.decision = "accept" if decision.accepted else "reject"
-    final = record_claim(verifier.store, event, policy)
-    return final if final in REFUSALS else None
-
-
 def _enroll(args: argparse.Namespace, verifier, event) -> int:
     """Enrol (or re-enrol) a speaker; its event is logged in the enrolment's transaction."""
     event.decision = "enrolled"
@@ -122,28 +106,31 @@ def _enroll(args: argparse.Namespace, verifier, event) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace, verifier, event, policy) -> int:
-    """Check a claim: 0 accept, 1 reject (by score, or as a replay or while locked)."""
-    d = verifier.verify(args.speaker, args.audio)
-    reason = _settle(verifier, event, policy, d)
-    text = (f"{'accept' if d.accepted else 'reject'} {d.speaker_id}: score {d.score:.4f} "
-            f"({verifier.score_kind}), threshold {d.threshold:.4f}")
-    _print(args, _decision_dict(d, verifier.score_kind, reason),
-           text if reason is None else f"reject {d.speaker_id}: {reason} ({REASONS[reason]})")
-    return EXIT_ACCEPT if d.accepted and reason is None else EXIT_REJECT
+def _claim(args: argparse.Namespace, verifier, event, policy) -> int:
+    """``verify``, or ``identify`` (its best match is the claim): log the claim, print it, and return 0 accept,
+    1 reject (by score, or as a replay or while locked)."""
+    from speechbrain_ext.audit import REFUSALS, record_claim
 
-
-def _identify(args: argparse.Namespace, verifier, event, policy) -> int:
-    """Rank the enrolled speakers; the best match is the claim (0 accept, 1 reject)."""
-    ranked = verifier.identify(args.audio, args.top_k)
-    reason = _settle(verifier, event, policy, ranked[0])
-    lines = [f"{i + 1}. {d.speaker_id}  {d.score:.4f}  {'accept' if d.accepted else 'reject'}"
-             for i, d in enumerate(ranked)]
-    if reason is not None:
-        lines.append(f"reject {ranked[0].speaker_id}: {reason} ({REASONS[reason]})")
-    _print(args, [_decision_dict(d, verifier.score_kind, reason if i == 0 else None) for i, d in enumerate(ranked)],
-           "\n".join(lines))
-    return EXIT_ACCEPT if ranked[0].accepted and reason is None else EXIT_REJECT
+    verify = args.command == "verify"
+    ranked = [verifier.verify(args.speaker, args.audio)] if verify else verifier.identify(args.audio, args.top_k)
+    best = ranked[0]
+    event.speaker_id, event.score, event.threshold = best.speaker_id, best.score, best.threshold
+    event.decision = "accept" if best.accepted else "reject"
+    final = record_claim(verifier.store, event, policy)
+    reason = final if final in REFUSALS else None  # overrules the score of the best match only
+    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold,
+                "accepted": d.accepted and (i > 0 or reason is None), "score_kind": verifier.score_kind,
+                "reason": None if i > 0 else reason} for i, d in enumerate(ranked)]
+    if verify:
+        lines = [] if reason else [f"{final} {best.speaker_id}: score {best.score:.4f} ({verifier.score_kind}), "
+                                   f"threshold {best.threshold:.4f}"]
+    else:
+        lines = [f"{i + 1}. {d.speaker_id}  {d.score:.4f}  {'accept' if d.accepted else 'reject'}"
+                 for i, d in enumerate(ranked)]
+    if reason is not None:  # replaces verify's line, follows identify's ranking
+        lines.append(f"reject {best.speaker_id}: {reason} ({REASONS[reason]})")
+    _print(args, payload[0] if verify else payload, "\n".join(lines))
+    return EXIT_ACCEPT if final == "accept" else EXIT_REJECT
 
 
 def _with_model(args: argparse.Namespace, event) -> int:
@@ -153,20 +140,16 @@ def _with_model(args: argparse.Namespace, event) -> int:
 
     policy = None if args.command == "enroll" else ClaimPolicy(not args.allow_replay, args.max_failures, args.window)
     with Verifier(args.model, args.db, args.threshold, args.device, create=args.command == "enroll") as verifier:
-        if args.command == "enroll":
-            return _enroll(args, verifier, event)
-        return (_verify if args.command == "verify" else _identify)(args, verifier, event, policy)
+        return _enroll(args, verifier, event) if args.command == "enroll" else _claim(args, verifier, event, policy)
 
 
 def _event_line(event) -> str:
     """One audit event as a tab-separated line: time, command, speaker, decision, score, threshold,
     audio and model hashes (first 12 digits), error; ``-`` where empty."""
-    def number(x):
-        return "-" if x is None else f"{x:.4f}"
-
+    score, threshold = ("-" if x is None else f"{x:.4f}" for x in (event.score, event.threshold))
     audio = " ".join(h[:12] for h in (event.audio_sha256 or "-").split())
-    return "\t".join([event.time, event.command, event.speaker_id or "-", event.decision, number(event.score),
-                      number(event.threshold), audio, event.model_hash[:12], event.error or "-"])
+    return "\t".join([event.time, event.command, event.speaker_id or "-", event.decision, score, threshold, audio,
+                      event.model_hash[:12], event.error or "-"])
 
 
 def _store_only(args: argparse.Namespace, event) -> int:
@@ -192,10 +175,8 @@ def _store_only(args: argparse.Namespace, event) -> int:
 
 
 def _log_failure(db: str, event, message: str) -> None:
-    """Append the failed command's event, if the database exists, is ours and is writable.
-
-    Otherwise nothing is written (the error line already says what is wrong).
-    """
+    """Append the failed command's event if the database exists, is ours and is writable (else the error line
+    alone says what is wrong)."""
     from speechbrain_ext.voiceprints import VoiceprintError, VoiceprintStore
 
     event.decision, event.error = "error", message

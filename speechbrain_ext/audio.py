@@ -1,11 +1,10 @@
 """Reading manifest rows as waveforms, with one-line errors for bad audio.
 
-A manifest ``wav`` field is one path or several joined by ``;`` (a
-concatenated row, see ``data_prep``); ``start``/``stop`` are sample indices
-into the joined signal. SpeechBrain's ``read_audio`` handles neither the list
-nor a clear error naming the file, hence this module.
+A manifest ``wav`` field is one path or several joined by ``;`` (a concatenated row, see ``data_prep``);
+``start``/``stop`` are sample indices into the joined signal. SpeechBrain's ``read_audio`` handles neither the
+list nor a clear error naming the file, hence this module.
 """
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -18,14 +17,8 @@ class AudioError(ValueError):
     """A file the pipeline cannot use; the message names the file and the problem."""
 
 
-def read_file(path: str, start: int = 0, stop: Optional[int] = None,
-              sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read samples ``[start, stop)`` of a mono file at ``sample_rate``.
-
-    Returns
-    -------
-    float32 array, shape ``[stop - start]``.
-    """
+def read_file(path: str, start: int = 0, stop: Optional[int] = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Samples ``[start, stop)`` of a mono file at ``sample_rate``: float32, shape ``[stop - start]``."""
     try:
         with sf.SoundFile(path) as f:
             if f.samplerate != sample_rate:
@@ -33,20 +26,16 @@ def read_file(path: str, start: int = 0, stop: Optional[int] = None,
             if f.channels != 1:
                 raise AudioError(f"{path}: {f.channels} channels, expected mono")
             f.seek(start)
-            frames = -1 if stop is None else stop - start
-            data = f.read(frames=frames, dtype="float32")
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+            data = f.read(frames=-1 if stop is None else stop - start, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:  # AudioError is none of these
         raise AudioError(f"{path}: cannot read audio ({err})") from err
     if data.size == 0:
         raise AudioError(f"{path}: no samples in [{start}, {stop})")
     return data
 
 
-def read_row(wav: str, start: int = 0, stop: Optional[int] = None,
-             sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read samples ``[start, stop)`` of a manifest row (one file or a ``;`` list).
+def read_row(wav: str, start: int = 0, stop: Optional[int] = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Samples ``[start, stop)`` of a manifest row (one file or a ``;`` list).
 
     Example
     -------
@@ -54,15 +43,13 @@ def read_row(wav: str, start: int = 0, stop: Optional[int] = None,
     >>> d = tempfile.mkdtemp()
     >>> for name, n in (("a.wav", 100), ("b.wav", 50)):
     ...     sf.write(os.path.join(d, name), np.ones(n) * 0.1, 16000)
-    >>> row = os.path.join(d, "a.wav") + ";" + os.path.join(d, "b.wav")
-    >>> read_row(row, 90, 120).shape
+    >>> read_row(os.path.join(d, "a.wav") + ";" + os.path.join(d, "b.wav"), 90, 120).shape
     (30,)
     """
-    paths: List[str] = wav.split(";")
+    paths = wav.split(";")
     if len(paths) == 1:
         return read_file(paths[0], start, stop, sample_rate)
-    joined = np.concatenate([read_file(p, 0, None, sample_rate) for p in paths])
-    return joined[start:stop]
+    return np.concatenate([read_file(p, 0, None, sample_rate) for p in paths])[start:stop]
 
 
 def repeat_pad(signal: torch.Tensor, length: int) -> torch.Tensor:
@@ -75,5 +62,4 @@ def repeat_pad(signal: torch.Tensor, length: int) -> torch.Tensor:
     """
     if signal.numel() >= length:
         return signal[:length]
-    reps = -(-length // signal.numel())
-    return signal.repeat(reps)[:length]
+    return signal.repeat(-(-length // signal.numel()))[:length]

@@ -1,22 +1,17 @@
 """What a claim must pass besides its score: no replay, no lockout; decided and logged atomically.
 
-A claim (``verify``, or ``identify`` as a claim to be its best match) is
-scored first; :func:`record_claim` then settles it in one write transaction
-of the voiceprint store, so two processes cannot both pass the same check:
+A claim (``verify``, or ``identify`` as a claim to be its best match) is scored first; :func:`record_claim` then
+settles it in one write transaction of the voiceprint store, so two processes cannot both pass the same check:
 
-- **locked** (only with a rate limit, :attr:`ClaimPolicy.max_failures` within
-  :attr:`ClaimPolicy.window_minutes`): the speaker has that many claims
-  rejected (``reject`` or ``replay``) inside the window. Claims refused as
-  ``locked`` do not count, so the lock lifts once the window has passed the
-  failures. A lockout slows down guessing, but an impostor can also use it to
-  lock out the genuine user.
-- **replay**: the audio file's SHA-256 equals that of an earlier claim that got
-  a decision (errors do not count), or of any file ever enrolled for the
-  claimed speaker. Only byte-identical files are caught: a recording played
+- **locked** (only with a rate limit, :attr:`ClaimPolicy.max_failures` within :attr:`ClaimPolicy.window_minutes`):
+  the speaker has that many claims rejected (``reject`` or ``replay``) inside the window. Claims refused as
+  ``locked`` do not count, so the lock lifts once the window has passed the failures. A lockout slows down
+  guessing, but an impostor can also use it to lock out the genuine user.
+- **replay**: the audio file's SHA-256 equals that of an earlier claim that got a decision (errors do not count),
+  or of any file ever enrolled for the claimed speaker. Only byte-identical files are caught: a recording played
   through a loudspeaker, or re-encoded, is a different file.
 
-Otherwise the score decides (``accept`` or ``reject``). The decision is
-written to the ``events`` table either way.
+Otherwise the score decides (``accept`` or ``reject``). The decision is written to the ``events`` table either way.
 """
 import dataclasses
 import sqlite3
@@ -33,15 +28,8 @@ REFUSALS = ("replay", "locked")  # decisions that overrule the score
 class ClaimPolicy:
     """The checks of a claim besides its score (see the module docstring).
 
-    Arguments
-    ---------
-    replay_check : bool
-        Reject a recording handed in before (turn off for testing only).
-    max_failures : int, optional
-        Lock a speaker after this many rejected claims within ``window_minutes``;
-        None (default): no rate limit.
-    window_minutes : float, optional
-        The rate-limit window; given exactly when ``max_failures`` is.
+    ``replay_check`` rejects a recording handed in before (turn off for testing only); ``max_failures`` rejected
+    claims within ``window_minutes`` lock a speaker (both None, the default: no rate limit).
     """
 
     replay_check: bool = True
@@ -82,23 +70,10 @@ def _replayed(db: sqlite3.Connection, speaker_id: str, audio_sha256: str) -> boo
 
 
 def record_claim(store: VoiceprintStore, event: Event, policy: ClaimPolicy) -> str:
-    """Settle a scored claim and log it, in one transaction.
+    """Settle a scored claim and log it, in one transaction; returns the final decision.
 
-    Arguments
-    ---------
-    store : VoiceprintStore
-        The database the claim was scored against.
-    event : Event
-        The claim: command, speaker id (claimed, or best match), score,
-        threshold, audio hash, and ``decision`` ``accept``/``reject`` by score.
-        Its decision is replaced by a refusal (:data:`REFUSALS`) if one applies.
-    policy : ClaimPolicy
-        The checks to apply.
-
-    Returns
-    -------
-    str
-        The final decision: ``accept``, ``reject``, ``replay`` or ``locked``.
+    ``event`` carries the command, speaker id (claimed, or best match), score, threshold, audio hash and the
+    decision by score (``accept``/``reject``), which a refusal (:data:`REFUSALS`) replaces if one applies.
     """
     with store.transaction() as db:
         event.decision = policy.refusal(db, event.speaker_id, event.audio_sha256) or event.decision

@@ -1,30 +1,22 @@
 """Access-control front end: enrol speakers, verify claims, identify voices.
 
-A :class:`Verifier` joins an exported model folder (loaded offline through
-SpeechBrain's ``SpeakerRecognition``, see :func:`speechbrain_ext.inference.load_verifier`)
-and a :class:`~speechbrain_ext.voiceprints.VoiceprintStore`.
+A :class:`Verifier` joins an exported model folder (loaded offline through SpeechBrain's ``SpeakerRecognition``,
+see :func:`speechbrain_ext.inference.load_verifier`) and a :class:`~speechbrain_ext.voiceprints.VoiceprintStore`.
 
-Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings)
-and a test embedding ``t`` [D]::
+Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings) and a test embedding ``t`` [D]::
 
     s = <v/|v|, t/|t|>                                   plain cosine
     s' = 0.5 * [(s - mu_v)/sigma_v + (s - mu_t)/sigma_t]  AS-norm (scoring.as_norm)
 
-The score is the one the model's threshold was calibrated on: the
-:class:`~speechbrain_ext.scoring.Scoring` named by the folder's
-``threshold.json`` (AS-norm with its ``cohort.pt``, see
-:func:`speechbrain_ext.calibration.load_scoring`); voiceprints are
-``scoring.voiceprints``, as in evaluation. A claim is accepted iff
-``score >= threshold`` (the convention of ``speechbrain_ext.metrics``). The
-threshold is the one given, else ``threshold.json``'s, else SpeechBrain's
-0.25 with a warning.
+The score is the one the model's threshold was calibrated on: the :class:`~speechbrain_ext.scoring.Scoring`
+named by the folder's ``threshold.json`` (AS-norm with its ``cohort.pt``, see
+:func:`speechbrain_ext.calibration.load_scoring`); voiceprints are ``scoring.voiceprints``, as in evaluation. A claim
+is accepted iff ``score >= threshold`` (the convention of ``speechbrain_ext.metrics``). The threshold is the one
+given, else ``threshold.json``'s, else SpeechBrain's 0.25 with a warning.
 
-Audio quality (:class:`QualityCheck`), applied to enrolment and test audio
-alike: a file must be readable, at 16 kHz (no resampling: a wrong rate is an
-error naming the rate found), at least ``min_duration`` long, not silent (RMS
-below ``silence_dbfs``) and not clipped (more than ``clip_fraction`` of the
-samples at full scale). Multi-channel files are down-mixed to mono by
-averaging the channels (door units often record the same signal twice).
+Audio (:func:`load_audio`), enrolment and test alike, must be readable, at 16 kHz (no resampling: a wrong rate is an
+error naming the rate found) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
+files are down-mixed to mono by averaging the channels (door units often record the same signal twice).
 """
 import math
 import os
@@ -58,17 +50,6 @@ class Decision(NamedTuple):
 class QualityCheck:
     """Limits an utterance must meet to be enrolled or scored.
 
-    Arguments
-    ---------
-    min_duration : float
-        Shortest usable utterance, seconds.
-    silence_dbfs : float
-        RMS level below which audio counts as silent, dB relative to full scale.
-    clip_fraction : float
-        Largest tolerated fraction of samples at full scale (``|x| >= clip_level``).
-    clip_level : float
-        Magnitude counted as full scale (float samples in [-1, 1]).
-
     Example
     -------
     >>> QualityCheck().problem(torch.zeros(16000))
@@ -77,10 +58,10 @@ class QualityCheck:
     'too short (0.25 s, minimum 0.5 s)'
     """
 
-    min_duration: float = 0.5
-    silence_dbfs: float = -60.0
-    clip_fraction: float = 0.01
-    clip_level: float = 0.999
+    min_duration: float = 0.5  # shortest usable utterance, seconds
+    silence_dbfs: float = -60.0  # RMS level below which audio counts as silent, dB relative to full scale
+    clip_fraction: float = 0.01  # largest tolerated fraction of samples at full scale (|x| >= clip_level)
+    clip_level: float = 0.999  # magnitude counted as full scale (float samples in [-1, 1])
 
     def problem(self, wav: torch.Tensor) -> Optional[str]:
         """Why ``wav`` ([T], 16 kHz, float in [-1, 1]) is unusable, or None."""
@@ -100,22 +81,9 @@ class QualityCheck:
 
 
 def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
-    """A checked mono 16 kHz waveform ``[T]`` from a file path or a tensor/array.
+    """A checked mono 16 kHz waveform ``[T]`` from a file (any format soundfile reads) or samples ``[T]``/``[1, T]``.
 
-    Arguments
-    ---------
-    audio : path, torch.Tensor or np.ndarray
-        Audio file (any format soundfile reads), or samples at 16 kHz,
-        shape ``[T]`` or ``[1, T]``.
-    name : str
-        How to call the audio in errors (the path is used for files).
-    quality : QualityCheck
-        Limits to apply.
-
-    Raises
-    ------
-    AudioError
-        One line: the file (or ``name``) and what is wrong with it.
+    Raises :class:`AudioError`, one line naming the file (or, for samples, ``name``) and what is wrong with it.
     """
     if isinstance(audio, (torch.Tensor, np.ndarray)):
         wav = torch.as_tensor(audio, dtype=torch.float32).cpu()
@@ -143,34 +111,11 @@ def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
 class Verifier:
     """Enrol, verify and identify speakers with an exported model and a voiceprint database.
 
-    Arguments
-    ---------
-    model_folder : path
-        Folder written by ``speechbrain_ext.export.export_model``.
-    db_path : path
-        Voiceprint database; made with this model, or created by the first
-        enrolment when ``create`` is True.
-    threshold : float, optional
-        Decision threshold overriding the model's (see module docstring).
-    device : str
-        Torch device for the embedding model.
-    quality : QualityCheck
-        Audio limits for enrolment and test audio.
-    create : bool
-        Create the database if it does not exist.
+    ``model_folder`` is written by ``speechbrain_ext.export.export_model``; ``db_path`` must be made with this
+    model, or is created by the first enrolment when ``create`` is True. ``threshold`` overrides the model's (see
+    the module docstring); ``score_kind`` (``"cosine"`` or ``"asnorm"``) is the score ``threshold.json`` is for.
 
-    Attributes
-    ----------
-    threshold : float
-        The decision threshold in use.
-    score_kind : str
-        ``"cosine"`` or ``"asnorm"``: the score ``threshold.json`` is for.
-    store : VoiceprintStore
-        The open database.
-
-    Example
-    -------
-    See ``tests/test_verifier.py``; in short::
+    Example (see ``tests/test_verifier.py``)::
 
         v = Verifier("model", "voiceprints.db")
         v.enroll("alice", ["a1.wav", "a2.wav", "a3.wav"])
@@ -201,32 +146,11 @@ class Verifier:
 
     def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True,
                event: Optional[Event] = None) -> int:
-        """Enrol (or re-enrol) a speaker from several utterances.
+        """Enrol (or re-enrol, ``replace``) a speaker from utterances; returns how many the voiceprint averages.
 
-        Every utterance is checked and embedded before the database is
-        touched; the embeddings and the new voiceprint are then written in
-        one transaction.
-
-        Arguments
-        ---------
-        speaker_id : str
-            Who is enrolling.
-        audios : sequence of path, tensor or array
-            Utterances (files, or 16 kHz samples ``[T]``), at least one.
-        replace : bool
-            True: drop the speaker's previous utterances; False: add to them.
-        event : Event, optional
-            Audit row logged in the enrolment's transaction.
-
-        Returns
-        -------
-        int
-            Number of utterances the voiceprint now averages.
-
-        Raises
-        ------
-        AudioError
-            The first unusable utterance, by path (or ``audio #i``), and why.
+        Every utterance is checked and embedded before the database is touched (the first unusable one raises
+        :class:`AudioError`, by path or ``audio #i``); the embeddings, new voiceprint and ``event`` are then
+        written in one transaction.
         """
         if isinstance(audios, (str, os.PathLike, torch.Tensor, np.ndarray)) or len(audios) == 0:
             raise ValueError("enroll needs a list of one or more utterances")
@@ -239,34 +163,26 @@ class Verifier:
         trials = [(spk, "test") for spk in speakers]
         return self.scoring(trials, (speakers, voiceprints), (["test"], test[None]))
 
-    def verify(self, speaker_id: str, audio: Audio) -> Decision:
-        """Score a claim that ``audio`` is ``speaker_id`` against the threshold.
+    def _decision(self, score: float, speaker_id: str) -> Decision:
+        return Decision(float(score), float(score) >= self.threshold, self.threshold, speaker_id)
 
-        Raises
-        ------
-        VoiceprintError
-            Unknown speaker id or empty database.
-        AudioError
-            Unusable audio.
-        """
+    def verify(self, speaker_id: str, audio: Audio) -> Decision:
+        """Score a claim that ``audio`` is ``speaker_id`` against the threshold (unknown id: VoiceprintError)."""
         voiceprint = self.store.voiceprint(speaker_id)
-        score = float(self._scores([speaker_id], voiceprint[None], self.embed(audio))[0])
-        return Decision(score, score >= self.threshold, self.threshold, speaker_id)
+        return self._decision(self._scores([speaker_id], voiceprint[None], self.embed(audio))[0], speaker_id)
 
     def identify(self, audio: Audio, top_k: int = 5) -> List[Decision]:
         """The ``top_k`` best-scoring enrolled speakers for ``audio``, best first.
 
-        All voiceprints are scored at once (one ``[S, D] x [D]`` product, plus
-        the cohort products with AS-norm); ``accepted`` tells which clear the
-        threshold.
+        All voiceprints are scored at once (one ``[S, D] x [D]`` product, plus the cohort products with AS-norm);
+        ``accepted`` tells which clear the threshold.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         speakers, voiceprints = self.store.voiceprints()
         scores = self._scores(speakers, voiceprints, self.embed(audio))
         best = np.argsort(-scores, kind="stable")[:top_k]
-        return [Decision(float(scores[i]), bool(scores[i] >= self.threshold), self.threshold, speakers[i])
-                for i in best]
+        return [self._decision(scores[i], speakers[i]) for i in best]
 
     def close(self) -> None:
         """Close the database connection."""

@@ -1,52 +1,37 @@
 """Voiceprint store: enrolled speakers and an audit trail in one SQLite file (standard library only).
 
-Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA
-user_version`` = :data:`SCHEMA_VERSION`, so a database that is not ours is
-recognised before it is touched)::
+Schema: ``_SCHEMA`` (version 1: ``meta`` holds model_hash, model_name and created_at; ``speakers`` a voiceprint,
+float32 [D], per speaker; ``embeddings`` the utterance embeddings, float32 [D], L2-normalised), then ``_UPGRADES``
+(version 2: ``events``, the audit trail, see :class:`Event`). ``PRAGMA application_id`` = :data:`APPLICATION_ID` and
+``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, so a database that is not ours is recognised before it is touched.
 
-    meta(key TEXT PRIMARY KEY, value TEXT)         model_hash, model_name, created_at
-    speakers(speaker_id TEXT PRIMARY KEY, voiceprint BLOB, num_utterances INT,
-             created_at TEXT, updated_at TEXT)     voiceprint: float32 [D]
-    embeddings(id INTEGER PRIMARY KEY, speaker_id TEXT, embedding BLOB,
-               source TEXT, created_at TEXT)        embedding: float32 [D], L2-normalised
-    events(id INTEGER PRIMARY KEY, time TEXT, command TEXT, speaker_id TEXT,
-           score REAL, threshold REAL, decision TEXT, error TEXT,
-           audio_sha256 TEXT, model_hash TEXT)     the audit trail (schema version 2), see Event
-
-The voiceprint of a speaker is the mean of its L2-normalised utterance
-embeddings::
+The voiceprint of a speaker is the mean of its L2-normalised utterance embeddings::
 
     v = 1/N * sum_i e_i / |e_i|        e_i: [D], v: [D]
 
-and is recomputed from all the stored embeddings of the speaker in the same
-transaction that adds them, so it always matches them.
+and is recomputed from all the stored embeddings of the speaker in the same transaction that adds them, so it
+always matches them.
 
 Safety:
 
-- **One model per database.** The database records the hash of the model that
-  made its embeddings (:func:`model_hash`); opening it with another model
-  raises :class:`VoiceprintError`, so voiceprints of different models are
-  never compared.
-- **Private files.** The database is created with mode 0600 (less the umask),
-  and SQLite gives its ``-wal`` and ``-shm`` the database's mode. Opening a
-  database that other users can access logs one warning.
-- **Nothing half-made.** A new database is created by its first write, in
-  that write's transaction: a store opened with ``create=True`` leaves no file
-  until something is saved. An SQLite file without any schema (e.g. left by a
+- **One model per database.** The database records the hash of the model that made its embeddings
+  (:func:`model_hash`); opening it with another model raises :class:`VoiceprintError`, so voiceprints of different
+  models are never compared.
+- **Private files.** The database is created with mode 0600 (less the umask), and SQLite gives its ``-wal`` and
+  ``-shm`` the database's mode. Opening a database that other users can access logs one warning.
+- **Nothing half-made.** A new database is created by its first write, in that write's transaction: a store opened
+  with ``create=True`` leaves no file until something is saved. An SQLite file without any schema (e.g. left by a
   crash during that first write) counts as empty and is initialised.
-- **Erasure.** Connections run with ``PRAGMA secure_delete = ON`` (deleted rows
-  are overwritten with zeros), and a transaction that deleted rows (removal,
-  re-enrolment) is followed by ``PRAGMA wal_checkpoint(TRUNCATE)``, so no copy
-  stays in the ``-wal`` file.
+- **Erasure.** Connections run with ``PRAGMA secure_delete = ON`` (deleted rows are overwritten with zeros), and a
+  transaction that deleted rows (removal, re-enrolment) is followed by ``PRAGMA wal_checkpoint(TRUNCATE)``, so no
+  copy stays in the ``-wal`` file.
 - **WAL journal**: readers (verification) proceed while one writer enrols.
-- **Atomic writes**: each write runs in one ``BEGIN IMMEDIATE`` transaction,
-  so a process killed mid-enrolment leaves the old voiceprint or the new
-  one, never a mixture, and committed events are never lost. Two writers
+- **Atomic writes**: each write runs in one ``BEGIN IMMEDIATE`` transaction, so a process killed mid-enrolment
+  leaves the old voiceprint or the new one, never a mixture, and committed events are never lost. Two writers
   queue (for up to :data:`BUSY_TIMEOUT_S`) instead of failing.
-- **Upgrades**: a database of schema version 1 (no ``events``) is upgraded in
-  one transaction when opened, or refused if the file is read-only.
-- A file whose permissions grant no write access is refused for writing, even
-  to root.
+- **Upgrades**: a database of schema version 1 (no ``events``) is upgraded in one transaction when opened, or
+  refused if the file is read-only.
+- A file whose permissions grant no write access is refused for writing, even to root.
 """
 import contextlib
 import dataclasses
@@ -66,48 +51,24 @@ from speechbrain_ext.manifest import PathLike
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's transaction
-HASHED_FILES = ("embedding_model.ckpt", "hyperparams.yaml")
 FILE_MODE = 0o600  # database, -wal and -shm: owner only
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE speakers (
-    speaker_id TEXT PRIMARY KEY,
-    voiceprint BLOB NOT NULL,
-    num_utterances INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE embeddings (
-    id INTEGER PRIMARY KEY,
-    speaker_id TEXT NOT NULL REFERENCES speakers(speaker_id) ON DELETE CASCADE,
-    embedding BLOB NOT NULL,
-    source TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
+CREATE TABLE speakers (speaker_id TEXT PRIMARY KEY, voiceprint BLOB NOT NULL, num_utterances INTEGER NOT NULL,
+                       created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE embeddings (id INTEGER PRIMARY KEY, speaker_id TEXT NOT NULL REFERENCES speakers(speaker_id)
+                         ON DELETE CASCADE, embedding BLOB NOT NULL, source TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX embeddings_speaker ON embeddings(speaker_id);
 """
-# _UPGRADES[v]: the statements that turn schema version v into v + 1; a new
-# database is _SCHEMA (version 1) followed by all of them.
-_UPGRADES = {
-    1: """
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY,
-    time TEXT NOT NULL,
-    command TEXT NOT NULL,
-    speaker_id TEXT,
-    score REAL,
-    threshold REAL,
-    decision TEXT NOT NULL,
-    error TEXT,
-    audio_sha256 TEXT,
-    model_hash TEXT NOT NULL
-);
+# _UPGRADES[v]: the statements that turn schema version v into v + 1; a new database is _SCHEMA then all of them.
+_UPGRADES = {1: """
+CREATE TABLE events (id INTEGER PRIMARY KEY, time TEXT NOT NULL, command TEXT NOT NULL, speaker_id TEXT, score REAL,
+                     threshold REAL, decision TEXT NOT NULL, error TEXT, audio_sha256 TEXT, model_hash TEXT NOT NULL);
 CREATE INDEX events_speaker ON events(speaker_id, time);
 CREATE INDEX events_audio ON events(audio_sha256);
-""",
-}
+"""}
 _TABLES = {"meta", "speakers", "embeddings", "events"}
 _warned_paths: Set[str] = set()  # databases already reported as open to other users
 
@@ -129,82 +90,52 @@ class SpeakerInfo(NamedTuple):
 class Event:
     """One row of the audit trail (table ``events``). No audio is stored, only its SHA-256.
 
-    Arguments
-    ---------
-    command : str
-        ``enroll``, ``verify``, ``identify`` or ``remove``.
-    speaker_id : str, optional
-        The claimed, enrolled or removed id; for ``identify``, the best match.
-    decision : str
-        Claims: ``accept``, ``reject``, ``replay`` or ``locked``; ``enrolled``,
-        ``removed``; ``error`` for any command that failed.
-    score, threshold : float, optional
-        The claim's score and the threshold it was held to.
-    error : str, optional
-        The one-line error message when ``decision`` is ``error``.
-    audio_sha256 : str, optional
-        SHA-256 (hex) of the audio file; for ``enroll``, one per file,
-        space-separated, ``-`` for a file that could not be read.
-    time, model_hash : str
-        UTC time (ISO 8601) and the database's model hash, filled in by
-        :meth:`VoiceprintStore.log_event`.
+    ``time`` (UTC, :func:`utc_iso`) and ``model_hash`` (the database's) are filled in by
+    :meth:`VoiceprintStore.log_event`.
     """
 
-    command: str
-    speaker_id: Optional[str] = None
-    decision: str = ""
-    score: Optional[float] = None
-    threshold: Optional[float] = None
-    error: Optional[str] = None
-    audio_sha256: Optional[str] = None
+    command: str  # enroll, verify, identify or remove
+    speaker_id: Optional[str] = None  # the claimed, enrolled or removed id; for identify, the best match
+    decision: str = ""  # claims: accept, reject, replay or locked; enrolled, removed; error for any failed command
+    score: Optional[float] = None  # the claim's score
+    threshold: Optional[float] = None  # ... and the threshold it was held to
+    error: Optional[str] = None  # the one-line error message when decision is error
+    audio_sha256: Optional[str] = None  # hex; for enroll, one per file, space-separated, "-" for an unreadable file
     time: str = ""
     model_hash: str = ""
 
 
-_EVENT_FIELDS = [field.name for field in dataclasses.fields(Event)]
-_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
-_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(_EVENT_FIELDS))})"
+_EVENT_COLUMNS = ", ".join(field.name for field in dataclasses.fields(Event))
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(dataclasses.fields(Event)))})"
 
 
-def _hash_file(digest, path: PathLike) -> None:
-    """Feed the bytes of a file into a hashlib ``digest``."""
+def _hash_file(path: PathLike):
+    """A hashlib SHA-256 digest fed with the bytes of a file."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest
 
 
 def model_hash(model_folder: PathLike) -> str:
     """SHA-256 of a model folder's ``embedding_model.ckpt`` and ``hyperparams.yaml``.
 
-    The yaml's ``pretrained_path:`` line is left out: it records where the
-    folder was at export time, and a moved copy of a model is the same model.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "embedding_model.ckpt").write_bytes(b"weights")
-    >>> _ = (d / "hyperparams.yaml").write_text("pretrained_path: /a\\nemb_dim: 4\\n")
-    >>> h = model_hash(d)
-    >>> _ = (d / "hyperparams.yaml").write_text("pretrained_path: /moved\\nemb_dim: 4\\n")
-    >>> model_hash(d) == h, len(h)
-    (True, 64)
+    The yaml's ``pretrained_path:`` line is left out: it records where the folder was at export time, and a moved
+    copy of a model is the same model.
     """
-    digest = hashlib.sha256()
-    _hash_file(digest, Path(model_folder, HASHED_FILES[0]))
-    yaml_lines = Path(model_folder, HASHED_FILES[1]).read_text(encoding="utf-8").splitlines()
+    digest = _hash_file(Path(model_folder, "embedding_model.ckpt"))
+    yaml_lines = Path(model_folder, "hyperparams.yaml").read_text(encoding="utf-8").splitlines()
     digest.update("\n".join(l for l in yaml_lines if not l.startswith("pretrained_path:")).encode())
     return digest.hexdigest()
 
 
 def audio_sha256(path: PathLike) -> Optional[str]:
     """SHA-256 (hex) of an audio file's bytes; None if it cannot be read (the audio check says why)."""
-    digest = hashlib.sha256()
     try:
-        _hash_file(digest, path)
+        return _hash_file(path).hexdigest()
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def utc_iso(moment: datetime) -> str:
@@ -233,50 +164,24 @@ def _normalise(embeddings: np.ndarray) -> np.ndarray:
 class VoiceprintStore:
     """Speakers, their utterance embeddings and voiceprints, and the audit trail, in one SQLite file.
 
-    Arguments
-    ---------
-    path : path
-        Database file.
-    model_hash : str, optional
-        :func:`model_hash` of the model the caller embeds with. Required to
-        create a database (it is recorded) and to save embeddings; when given,
-        a database made with another model is refused. ``None`` (listing,
-        removal) skips the check.
-    model_name : str
-        Shown in the mismatch message (e.g. the model folder).
-    create : bool
-        Let the first write create the database if the file does not exist
-        (or is an SQLite file without any schema); until then the store reads
-        as empty. Otherwise a missing file is an error.
-
-    Raises
-    ------
-    VoiceprintError
-        Missing file, a file that is not a voiceprint database of this schema,
-        or a database made with another model.
+    ``model_hash`` (:func:`model_hash` of the model the caller embeds with) is required to create a database (it
+    is recorded) and to save embeddings; when given, a database made with another model is refused (the message
+    names ``model_name``, e.g. the model folder); None (listing, removal) skips the check. With ``create``, the
+    first write creates the database if the file does not exist (or is an SQLite file without any schema) and until
+    then the store reads as empty; otherwise a missing file is an error.
 
     Example
     -------
     >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "vp.db")
-    >>> with VoiceprintStore(path, model_hash="abc", create=True) as store:
+    >>> with VoiceprintStore(os.path.join(tempfile.mkdtemp(), "vp.db"), model_hash="abc", create=True) as store:
     ...     store.save("alice", np.array([[3.0, 4.0], [0.0, 1.0]]), ["a1.wav", "a2.wav"])
     ...     store.voiceprint("alice").astype(float).round(4).tolist()  # mean of [0.6, 0.8] and [0, 1]
     2
     [0.3, 0.9]
-    >>> oct(os.stat(path).st_mode & 0o777)
-    '0o600'
-    >>> VoiceprintStore(path, model_hash="xyz")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    speechbrain_ext.voiceprints.VoiceprintError: ...vp.db: its voiceprints were made by model ? (hash abc), not by ...
     """
 
-    def __init__(self, path: PathLike, model_hash: Optional[str] = None, model_name: str = "",
-                 create: bool = False) -> None:
-        self.path = Path(path)
-        self.model_hash = model_hash
-        self.model_name = model_name
+    def __init__(self, path: PathLike, model_hash: Optional[str] = None, model_name: str = "", create: bool = False):
+        self.path, self.model_hash, self.model_name = Path(path), model_hash, model_name
         self.connection: Optional[sqlite3.Connection] = None  # None until the database exists
         self.meta: Dict[str, str] = {}
         self._erased = False  # the open transaction deleted rows
@@ -330,8 +235,8 @@ class VoiceprintStore:
             raise VoiceprintError(f"{self.path}: not a speechbrain_ext voiceprint database "
                                   f"(SQLite application_id {app_id}, expected {APPLICATION_ID})")
         self._upgrade()
-        if not _TABLES <= self._tables():
-            missing = ", ".join(sorted(_TABLES - self._tables()))
+        missing = ", ".join(sorted(_TABLES - self._tables()))
+        if missing:
             raise VoiceprintError(f"{self.path}: voiceprint database lacks table(s) {missing}")
         meta = dict(self.connection.execute("SELECT key, value FROM meta"))
         if self.model_hash is not None and meta.get("model_hash") != self.model_hash:
@@ -356,8 +261,7 @@ class VoiceprintStore:
             self._apply_upgrades()
 
     def _apply_upgrades(self) -> None:
-        """Inside a write transaction: run the upgrades from the current version (another process may
-        have run them meanwhile) and set :data:`SCHEMA_VERSION`."""
+        """Inside a write transaction: upgrade from the current version (another process may have run them)."""
         for version in range(self._pragma("user_version"), SCHEMA_VERSION):
             self._run_script(_UPGRADES[version])
         self.connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -397,10 +301,9 @@ class VoiceprintStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` write transaction; calls made inside it join it.
 
-        The first write to a new database creates the file (mode 0600 less
-        the umask) and its schema in this same transaction. If the body
-        raises, everything is rolled back (a file created here stays without
-        schema, which counts as empty).
+        The first write to a new database creates the file (mode 0600 less the umask) and its schema in this same
+        transaction. If the body raises, everything is rolled back (a file created here stays without schema,
+        which counts as empty).
         """
         if self.connection is not None and self.connection.in_transaction:
             yield self.connection  # nested: part of the enclosing transaction
@@ -470,26 +373,11 @@ class VoiceprintStore:
 
     def save(self, speaker_id: str, embeddings: np.ndarray, sources: Sequence[str], replace: bool = True,
              event: Optional[Event] = None) -> int:
-        """Store utterance embeddings of a speaker and recompute its voiceprint, atomically.
+        """Store utterance embeddings ``[N, D]`` (N >= 1, normalised here) of a speaker, with their ``sources``
+        ``[N]`` (file path or label), and recompute its voiceprint, logging ``event`` in the same transaction.
 
-        Arguments
-        ---------
-        speaker_id : str
-            Non-empty speaker name.
-        embeddings : np.ndarray
-            Utterance embeddings, shape ``[N, D]``, N >= 1 (normalised here).
-        sources : sequence of str
-            Where each embedding came from (file path or a label), ``[N]``.
-        replace : bool
-            True: the speaker's previous embeddings are dropped (re-enrolment)
-            and erased; False: these are added to them.
-        event : Event, optional
-            Audit row logged in the same transaction (see :meth:`log_event`).
-
-        Returns
-        -------
-        int
-            Number of embeddings the voiceprint now averages.
+        ``replace`` drops and erases the speaker's previous embeddings (re-enrolment), else these are added to them.
+        Returns the number of embeddings the voiceprint now averages.
         """
         if self.model_hash is None:
             raise VoiceprintError(f"{self.path}: saving embeddings needs the model's hash")
@@ -502,14 +390,12 @@ class VoiceprintStore:
         rows = _normalise(embeddings)
         now = _now()
         with self.transaction() as db:
-            old = db.execute("SELECT created_at FROM speakers WHERE speaker_id = ?", (speaker_id,)).fetchone()
-            if old is not None and replace:
+            if replace:  # a new speaker has nothing to delete
                 self._delete("DELETE FROM embeddings WHERE speaker_id = ?", (speaker_id,))
-            db.execute("INSERT OR IGNORE INTO speakers VALUES (?, ?, 0, ?, ?)",
-                       (speaker_id, b"", now, now))
+            db.execute("INSERT OR IGNORE INTO speakers VALUES (?, ?, 0, ?, ?)", (speaker_id, b"", now, now))
             db.executemany("INSERT INTO embeddings (speaker_id, embedding, source, created_at) VALUES (?, ?, ?, ?)",
                            [(speaker_id, row.tobytes(), str(src), now) for row, src in zip(rows, sources)])
-            stored = self._embedding_matrix(speaker_id)
+            stored = self.embeddings(speaker_id)
             voiceprint = scoring.voiceprints(stored)[0].numpy()  # the enrolment rule evaluation uses
             db.execute("UPDATE speakers SET voiceprint = ?, num_utterances = ?, updated_at = ? WHERE speaker_id = ?",
                        (voiceprint.tobytes(), len(stored), now, speaker_id))
@@ -518,23 +404,18 @@ class VoiceprintStore:
         return len(stored)
 
     def remove(self, speaker_id: str, event: Optional[Event] = None) -> None:
-        """Delete and erase a speaker with its embeddings, logging ``event`` in the same transaction.
-
-        Unknown ids raise :class:`VoiceprintError`.
-        """
+        """Delete and erase a speaker with its embeddings, logging ``event`` in the same transaction."""
         if self.connection is None:  # nothing to remove, and no reason to create the file
-            raise VoiceprintError(self._unknown(speaker_id))
+            raise self._unknown(speaker_id)
         with self.transaction():
             if self._delete("DELETE FROM speakers WHERE speaker_id = ?", (speaker_id,)) == 0:
-                raise VoiceprintError(self._unknown(speaker_id))
+                raise self._unknown(speaker_id)
             if event is not None:
                 self.log_event(event)
 
     def log_event(self, event: Event) -> None:
-        """Append ``event`` to the audit trail, filling in its time and the database's model hash.
-
-        Joins the enclosing transaction if there is one, else runs its own.
-        """
+        """Append ``event`` to the audit trail, filling in its time and model hash (in its own transaction if none
+        is open)."""
         with self.transaction() as db:
             event.time, event.model_hash = _now(), self.meta["model_hash"]
             db.execute(_INSERT_EVENT, dataclasses.astuple(event))
@@ -544,36 +425,30 @@ class VoiceprintStore:
         """All rows of a query; none while the database does not exist yet."""
         return [] if self.connection is None else self.connection.execute(sql, params).fetchall()
 
-    def _unknown(self, speaker_id: str) -> str:
+    def _unknown(self, speaker_id: Optional[str]) -> VoiceprintError:
         if self.count() == 0:
-            return f"{self.path}: no speakers are enrolled"
-        return f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})"
+            return VoiceprintError(f"{self.path}: no speakers are enrolled")
+        return VoiceprintError(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
 
-    def _embedding_matrix(self, speaker_id: str) -> np.ndarray:
-        blobs = self._rows("SELECT embedding FROM embeddings WHERE speaker_id = ? ORDER BY id", (speaker_id,))
-        return np.stack([np.frombuffer(b, dtype=np.float32) for (b,) in blobs]) if blobs else np.zeros((0, 0))
+    def _matrix(self, sql: str, speaker_id: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
+        """Keys and float32 blobs of a ``SELECT key, blob`` query (of ``speaker_id``), the blobs as rows ``[N, D]``."""
+        rows = self._rows(sql, () if speaker_id is None else (speaker_id,))
+        if not rows:
+            raise self._unknown(speaker_id)
+        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(len(rows), -1)
+        return [key for key, _ in rows], matrix.copy()
 
     def embeddings(self, speaker_id: str) -> np.ndarray:
         """The speaker's stored utterance embeddings (L2-normalised), shape ``[N, D]``."""
-        matrix = self._embedding_matrix(speaker_id)
-        if matrix.size == 0:
-            raise VoiceprintError(self._unknown(speaker_id))
-        return matrix
+        return self._matrix("SELECT id, embedding FROM embeddings WHERE speaker_id = ? ORDER BY id", speaker_id)[1]
 
     def voiceprint(self, speaker_id: str) -> np.ndarray:
-        """The speaker's voiceprint, float32 ``[D]``; unknown ids raise :class:`VoiceprintError`."""
-        rows = self._rows("SELECT voiceprint FROM speakers WHERE speaker_id = ?", (speaker_id,))
-        if not rows:
-            raise VoiceprintError(self._unknown(speaker_id))
-        return np.frombuffer(rows[0][0], dtype=np.float32).copy()
+        """The speaker's voiceprint, float32 ``[D]``."""
+        return self._matrix("SELECT speaker_id, voiceprint FROM speakers WHERE speaker_id = ?", speaker_id)[1][0]
 
     def voiceprints(self) -> Tuple[List[str], np.ndarray]:
         """All speaker ids (sorted) and their voiceprints ``[S, D]``; an empty store raises."""
-        rows = self._rows("SELECT speaker_id, voiceprint FROM speakers ORDER BY speaker_id")
-        if not rows:
-            raise VoiceprintError(f"{self.path}: no speakers are enrolled")
-        matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(len(rows), -1)
-        return [spk for spk, _ in rows], matrix
+        return self._matrix("SELECT speaker_id, voiceprint FROM speakers ORDER BY speaker_id")
 
     def speakers(self) -> List[SpeakerInfo]:
         """Every enrolled speaker, sorted by id."""

@@ -141,7 +141,7 @@ def test_exception_mid_transaction_rolls_back(store, monkeypatch):
     def fail(self, speaker_id):
         raise RuntimeError("injected after the inserts")
 
-    monkeypatch.setattr(VoiceprintStore, "_embedding_matrix", fail)
+    monkeypatch.setattr(VoiceprintStore, "embeddings", fail)
     with pytest.raises(RuntimeError, match="injected"):
         store.save("alice", RNG.standard_normal((3, 4)), ["x", "y", "z"])
     monkeypatch.undo()
@@ -226,7 +226,7 @@ def test_new_store_creates_no_file_until_its_first_write(tmp_path, monkeypatch):
                 call()
         with pytest.raises(VoiceprintError, match="zero or has NaN"):
             s.save("alice", np.zeros((1, 4)), ["a.wav"])
-        monkeypatch.setattr(VoiceprintStore, "_embedding_matrix", lambda *a: 1 / 0)  # fails inside the transaction
+        monkeypatch.setattr(VoiceprintStore, "embeddings", lambda *a: 1 / 0)  # fails inside the transaction
         with pytest.raises(ZeroDivisionError):
             s.save("alice", np.ones((1, 4)), ["a.wav"])
     assert [p.name for p in tmp_path.iterdir()] == ["vp.db"]  # created by the failed write, but without schema:
