@@ -1,9 +1,8 @@
 """SpeechBrain datasets for speaker training: random crops of manifest rows.
 
-Differs from the VoxCeleb recipe's ``dataio_prep`` in two ways: rows may be
-concatenated file lists (``wav`` joined by ``;``), and rows shorter than the
-crop are repeat-padded instead of raising (SpeechBrain's ``random_chunk``
-fails on them, and ``voxceleb_prepare`` drops them).
+Differs from the VoxCeleb recipe's ``dataio_prep`` in two ways: rows may be concatenated file lists (``wav``
+joined by ``;``), and rows shorter than the crop are repeat-padded instead of raising (SpeechBrain's
+``random_chunk`` fails on them, and ``voxceleb_prepare`` drops them).
 """
 import os
 import random
@@ -28,11 +27,8 @@ def _crop_bounds(start: int, stop: int, crop: int, randomise: bool) -> Tuple[int
 
 def add_crop_pipeline(dataset: DynamicItemDataset, sentence_len: float, randomise: bool,
                       sample_rate: int = SAMPLE_RATE) -> None:
-    """Provide ``sig``: a ``sentence_len``-second crop, repeat-padded if the row is shorter.
-
-    Crops are random in training (``randomise``) and centred otherwise, so
-    validation is deterministic.
-    """
+    """Provide ``sig``: a ``sentence_len``-second crop, repeat-padded if the row is shorter; random in training
+    (``randomise``), centred otherwise, so validation is deterministic."""
     crop = int(round(sentence_len * sample_rate))
 
     @takes("wav", "start", "stop")
@@ -47,9 +43,8 @@ def add_crop_pipeline(dataset: DynamicItemDataset, sentence_len: float, randomis
 def add_label_pipeline(datasets, label_encoder_path: str) -> CategoricalEncoder:
     """Provide ``spk_id_encoded``; create or load the label encoder (DDP-safe).
 
-    The encoder is built from the first dataset (training) and saved to
-    ``label_encoder_path``; a speaker of a later dataset that training does
-    not know raises a clear error when its row is read.
+    The encoder is built from the first dataset (training) and saved to ``label_encoder_path``; a speaker of a
+    later dataset that training does not know raises a clear error when its row is read.
     """
     encoder = CategoricalEncoder()
 
@@ -60,16 +55,15 @@ def add_label_pipeline(datasets, label_encoder_path: str) -> CategoricalEncoder:
 
     for ds in datasets:
         ds.add_dynamic_item(label_pipeline)
-    encoder.load_or_create(path=label_encoder_path, from_didatasets=[datasets[0]],
-                           output_key="spk_id")
+    encoder.load_or_create(path=label_encoder_path, from_didatasets=[datasets[0]], output_key="spk_id")
     return encoder
 
 
 def manifest_dataset(path: PathLike) -> DynamicItemDataset:
     """A ``DynamicItemDataset`` of a manifest's rows (``manifest.read_manifest``), in file order.
 
-    Items have ``id``, ``wav``, ``start``, ``stop`` (int samples), ``duration``
-    (float seconds, for SpeechBrain's length sorting) and ``spk_id``.
+    Items have ``id``, ``wav``, ``start``, ``stop`` (int samples), ``duration`` (float seconds, for
+    SpeechBrain's length sorting) and ``spk_id``.
     """
     return DynamicItemDataset({row.id: {"wav": row.wav, "start": row.start, "stop": row.stop,
                                         "duration": row.duration, "spk_id": row.spk_id}
@@ -80,11 +74,10 @@ def speaker_datasets(hparams: Dict, train_len: Optional[float] = None
                      ) -> Tuple[DynamicItemDataset, Optional[DynamicItemDataset], CategoricalEncoder]:
     """Train and valid datasets from ``hparams["train_csv"]``/``["valid_csv"]``.
 
-    Training rows give random ``train_len``-second crops (default
-    ``sentence_len``; the Brain names its own, see ``PretrainBrain.train_crop_key``);
-    valid rows give centred ``sentence_len`` crops for speaker-ID validation
-    (none when ``valid_csv`` is unset or has no rows).
-    The label encoder is written to ``<save_folder>/label_encoder.txt``.
+    Training rows give random ``train_len``-second crops (default ``sentence_len``; the Brain names its own,
+    see ``PretrainBrain.train_crop_key``); valid rows give centred ``sentence_len`` crops for speaker-ID
+    validation (none when ``valid_csv`` is unset or has no rows). The label encoder is written to
+    ``<save_folder>/label_encoder.txt``.
     """
     train = manifest_dataset(hparams["train_csv"])
     if len(train) == 0:

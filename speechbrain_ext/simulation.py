@@ -1,10 +1,8 @@
 """Simulated acoustics, numpy only: coloured noise and room impulse responses.
 
-The one generator of both, used by the built-in corpus
-(``data_prep/synth_digits.py``: each utterance's room and noise) and by the
-feature-enhancement sources (``speechbrain_ext.augment``: the noise and RIR
-files of SpeechBrain's ``AddNoise``/``AddReverb``). No torch import, so that
-data preparation stays light.
+The one generator of both, used by the built-in corpus (``data_prep/synth_digits.py``: each utterance's room
+and noise) and by the feature-enhancement sources (``speechbrain_ext.augment``: the noise and RIR files of
+SpeechBrain's ``AddNoise``/``AddReverb``). No torch import, so that data preparation stays light.
 """
 import numpy as np
 
@@ -32,14 +30,10 @@ def fft_size(length: int) -> int:
 
 def coloured_noise(length: int, exponent: float, rng: np.random.Generator,
                    sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Unit-power noise with power spectrum ``P(f) ~ 1 / f**exponent`` (0 white, 1 pink, 2 brown).
+    """Unit-power noise with power spectrum ``P(f) ~ 1 / f**exponent`` (0 white, 1 pink, 2 brown): float64 ``[length]``.
 
-    A complex Gaussian spectrum shaped by ``max(f, 20 Hz)**(-exponent / 2)``,
-    inverse-transformed and scaled to ``mean(x**2) = 1``.
-
-    Returns
-    -------
-    float64 array ``[length]``.
+    A complex Gaussian spectrum shaped by ``max(f, 20 Hz)**(-exponent / 2)``, inverse-transformed and scaled
+    to ``mean(x**2) = 1``.
 
     Example
     -------
@@ -56,19 +50,12 @@ def coloured_noise(length: int, exponent: float, rng: np.random.Generator,
 
 def room_impulse_response(rt60: float, drr_db: float, rng: np.random.Generator,
                           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A room impulse response: a unit direct path, then exponentially decaying noise.
-
-    ::
+    """A room impulse response, float64 ``[int(rt60 * sample_rate)]``: a unit direct path, then decaying noise::
 
         h[0] = 1;   h[n] = a * w[n] * exp(-6.9 * t_n / rt60),  t_n = n / sample_rate,  w ~ N(0, 1)
 
-    for ``1 <= n < rt60 * sample_rate``: the tail falls by 60 dB in ``rt60``
-    seconds (``exp(-6.9) = 10**-3``), and ``a`` sets the direct-to-reverberant
-    energy ratio ``10 * log10(h[0]**2 / sum_n h[n]**2) = drr_db``.
-
-    Returns
-    -------
-    float64 array ``[int(rt60 * sample_rate)]``.
+    for ``1 <= n < rt60 * sample_rate``: the tail falls by 60 dB in ``rt60`` seconds (``exp(-6.9) = 10**-3``),
+    and ``a`` sets the direct-to-reverberant energy ratio ``10 * log10(h[0]**2 / sum_n h[n]**2) = drr_db``.
 
     Example
     -------

@@ -2,17 +2,14 @@
 
 What differs from ``recipes/VoxCeleb/SpeakerRec/train_speaker_embeddings.py``:
 
-- feature enhancement: optional speed perturbation (each speed may count as a
-  new speaker, as WeSpeaker does), SpeechBrain's waveform ``Augmenter``, and
-  a SpecAugment-style ``Augmenter`` on the normalised Fbank (``feat_augment``);
-- preheating: LR and AAM-margin schedules evaluated at the fractional epoch
-  ``t`` before every step (stateless, so a resumed run continues exactly),
-  and an optional head-only phase with the backbone frozen;
-- a non-finite loss stops training with a message naming the batch, before
-  any optimiser step, so no checkpoint holds the bad update;
-- the log records loss, speaker-ID error, LR, margin and the seconds per
-  training step (``step_time_s``: data loading, forward, backward and update;
-  validation and checkpointing excluded) per epoch.
+- feature enhancement: optional speed perturbation (each speed may count as a new speaker, as WeSpeaker
+  does), SpeechBrain's waveform ``Augmenter``, and a SpecAugment-style ``feat_augment`` on the normalised Fbank;
+- preheating: LR and AAM-margin schedules evaluated at the fractional epoch ``t`` before every step
+  (stateless, so a resumed run continues exactly), and an optional head-only phase with the backbone frozen;
+- a non-finite loss stops training with a message naming the batch, before any optimiser step, so no
+  checkpoint holds the bad update;
+- the log records, per epoch, loss, speaker-ID error, LR, margin and the seconds per training step
+  (``step_time_s``: data loading, forward, backward and update; validation and checkpointing excluded).
 """
 import functools
 import logging
@@ -24,8 +21,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from speechbrain.nnet.losses import classification_error
 from speechbrain.utils.metric_stats import MetricStats
-
-from speechbrain_ext.losses import set_margin
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +36,10 @@ class NonFiniteLossError(FloatingPointError):
 def applied_speed(speeds: Sequence[int], length: int, perturbed_length: int) -> int:
     """The speed (percent) SpeechBrain's ``SpeedPerturb`` applied to a batch, from its lengths.
 
-    ``SpeedPerturb`` draws one speed ``s`` per batch and resamples by
-    ``100 / s``, so ``T' = ceil(T * 100 / s)``. It keeps the draw only in
-    undocumented state (``samp_index``), so the speed is read from the
-    public result instead: the one speed with ``|T' - T * 100 / s| < 1``.
-
-    Raises
-    ------
-    ValueError
-        When no speed or several fit (a batch too short to tell the speeds
-        apart, or a ``SpeedPerturb`` that no longer resamples by ``100 / s``).
+    ``SpeedPerturb`` draws one speed ``s`` per batch and resamples by ``100 / s``, so ``T' = ceil(T * 100 / s)``.
+    It keeps the draw only in undocumented state (``samp_index``), so the speed is read from the public result:
+    the one speed with ``|T' - T * 100 / s| < 1``. ValueError when none or several fit (a batch too short to
+    tell the speeds apart, or a ``SpeedPerturb`` that no longer resamples by ``100 / s``).
 
     Example
     -------
@@ -67,16 +56,14 @@ def applied_speed(speeds: Sequence[int], length: int, perturbed_length: int) -> 
 class PretrainBrain(sb.Brain):
     """Speaker-embedding training with feature enhancement and preheating.
 
-    Modules (``modules`` in the yaml): ``compute_features``, ``mean_var_norm``,
-    ``embedding_model``, ``classifier`` (cosine outputs ``[B, 1, N]``).
-    Hparams read: ``compute_cost`` (``SubCenterAAM``), ``lr_schedule``, ``backbone_lr_scale``,
-    ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
-    ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``,
-    ``epoch_counter``, ``train_logger``.
+    Modules (``modules`` in the yaml): ``compute_features``, ``mean_var_norm``, ``embedding_model``,
+    ``classifier`` (cosine outputs ``[B, 1, N]``). Hparams read: ``compute_cost`` (``SubCenterAAM``),
+    ``lr_schedule``, ``backbone_lr_scale``, ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
+    ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``, ``epoch_counter``,
+    ``train_logger``.
     """
 
     train_crop_key: str = "sentence_len"  # hparam giving the training crop length, seconds
-    num_speakers: int = 0  # set by the recipe from the label encoder
     steps_per_epoch: int = 1
     lr: float = 0.0
     margin: float = 0.0
@@ -92,11 +79,8 @@ class PretrainBrain(sb.Brain):
 
     @property
     def progress(self) -> float:
-        """Fractional epoch ``t`` of the current step: 0.0 at the first step of epoch 1.
-
-        Computed from the epoch counter and ``self.step``, both restored from an
-        intra-epoch checkpoint, so the schedules resume exactly.
-        """
+        """Fractional epoch ``t`` of the current step (0.0 at the first step of epoch 1), from the epoch counter
+        and ``self.step``, both restored from an intra-epoch checkpoint, so the schedules resume exactly."""
         return (self.hparams.epoch_counter.current - 1) + (self.step - 1) / self.steps_per_epoch
 
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
@@ -104,24 +88,19 @@ class PretrainBrain(sb.Brain):
         t = self.progress
         self.lr = self.hparams.lr_schedule.apply(self.optimizer, t)
         if self.backbone_optimizer is not None:
-            lr_scale = self.hparams.backbone_lr_scale
             for group in self.backbone_optimizer.param_groups:
-                group["lr"] = self.lr * lr_scale
+                group["lr"] = self.lr * self.hparams.backbone_lr_scale
         self.margin = self.hparams.margin_schedule(t)
-        set_margin(self.hparams.compute_cost, self.margin)
+        self.hparams.compute_cost.set_margin(self.margin)
         self.backbone_frozen = t < self.hparams.head_only_epochs
         # eval() also freezes the backbone's BatchNorm statistics.
         self.modules.embedding_model.train(not self.backbone_frozen)
         self.batch_ids = batch.id
 
     def init_optimizers(self) -> None:
-        """SpeechBrain's optimiser, or two when ``backbone_lr_scale`` != 1.
-
-        With a scale, the embedding model gets its own optimiser whose LR is
-        the schedule's times the scale (a gentler update of pre-trained
-        weights). Two optimisers rather than two parameter groups because
-        SpeechBrain clips only each optimiser's first group.
-        """
+        """SpeechBrain's optimiser, or two when ``backbone_lr_scale`` != 1: the embedding model then gets its own,
+        at the schedule's LR times the scale (a gentler update of pre-trained weights). Two optimisers rather
+        than two parameter groups because SpeechBrain clips only each optimiser's first group."""
         self.backbone_optimizer = None
         if self.hparams.backbone_lr_scale == 1.0:
             super().init_optimizers()
@@ -139,21 +118,15 @@ class PretrainBrain(sb.Brain):
                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Speed perturbation then waveform augmentation; labels follow the batch.
 
-        Arguments
-        ---------
-        wavs : [B, T]; lens : [B] relative lengths; spk : [B, 1] labels.
-
-        Returns
-        -------
-        wavs ``[B', T']``, lens ``[B']``, spk ``[B', 1]`` (B' > B when the
-        augmenter concatenates parallel copies).
+        ``[B, T]``, ``[B]`` relative lengths, ``[B, 1]`` labels -> ``[B', T']``, ``[B']``, ``[B', 1]``
+        (B' > B when the augmenter concatenates parallel copies).
         """
         wavs, spk = self.perturb_speed(wavs, spk)
         return self.augment_only(wavs, lens, spk)
 
     def perturb_speed(self, wavs: torch.Tensor, spk: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Speed perturbation (one speed per batch); with ``speed_as_speaker`` the labels
-        move to that speed's block. ``[B, T], [B, 1]`` -> ``[B, T'], [B, 1]``."""
+        """Speed perturbation (one speed per batch); with ``speed_as_speaker`` the labels move to that speed's
+        block. ``[B, T], [B, 1]`` -> ``[B, T'], [B, 1]``."""
         speed = self.hparams.speed_perturb
         if speed is not None:
             length = wavs.shape[1]
@@ -171,6 +144,14 @@ class PretrainBrain(sb.Brain):
             wavs, lens = augment(wavs, lens)
             spk = augment.replicate_labels(spk)
         return wavs, lens, spk
+
+    @property
+    def num_speakers(self) -> int:
+        """Real training speakers: ``out_n_neurons``, divided by the speeds when each speed is a speaker
+        (``recipes/train.py`` checks ``out_n_neurons`` against the training manifest)."""
+        hp = self.hparams
+        speeds = len(hp.speed_perturb.speeds) if hp.speed_as_speaker and hp.speed_perturb is not None else 1
+        return hp.out_n_neurons // speeds
 
     def speed_offset(self, speed: int) -> int:
         """Label block of a speed: 0 for the original speed, then the others in order."""
@@ -211,30 +192,24 @@ class PretrainBrain(sb.Brain):
         return loss
 
     def class_scores(self, cosines: torch.Tensor) -> torch.Tensor:
-        """Margin-free scores of the real speakers, ``[B, 1, num_speakers]``.
-
-        Sub-centers are max-pooled; speed-perturbed copies of a speaker are
-        folded back onto the speaker.
-        """
+        """Margin-free scores of the real speakers, ``[B, 1, num_speakers]``: sub-centers max-pooled,
+        speed-perturbed copies of a speaker folded back onto the speaker."""
         scores = self.hparams.compute_cost.logits(cosines)  # [B, N]
-        scores = scores.reshape(scores.shape[0], -1, self.num_speakers).amax(dim=1)
-        return scores.unsqueeze(1)
+        return scores.reshape(scores.shape[0], -1, self.num_speakers).amax(dim=1).unsqueeze(1)
 
     def check_loss_isfinite(self, loss: torch.Tensor) -> None:
         """Stop at once on a non-finite loss, naming the batch (before any update)."""
         if not torch.isfinite(loss):
             ids = ", ".join(self.batch_ids[:4]) + (", ..." if len(self.batch_ids) > 4 else "")
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at epoch "
-                f"{self.hparams.epoch_counter.current}, step {self.step}, batch [{ids}]; "
-                "stopped before the update, so the last checkpoint is intact")
+            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch "
+                                     f"{self.hparams.epoch_counter.current}, step {self.step}, batch [{ids}]; "
+                                     "stopped before the update, so the last checkpoint is intact")
 
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.epoch_clock, self.timed_steps = time.perf_counter(), 0
         else:
-            self.error_metrics = MetricStats(
-                metric=functools.partial(classification_error, reduction="batch"))
+            self.error_metrics = MetricStats(metric=functools.partial(classification_error, reduction="batch"))
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
         """Count the epoch's steps for ``step_time_s``."""
@@ -247,8 +222,7 @@ class PretrainBrain(sb.Brain):
             self.lr = self.hparams.lr_schedule(self.progress)
             self.margin = self.hparams.margin_schedule(self.progress)
             step_time = (time.perf_counter() - self.epoch_clock) / max(self.timed_steps, 1)
-            self.train_stats = {"loss": stage_loss, **self.extra_train_stats(),
-                                "step_time_s": round(step_time, 4)}
+            self.train_stats = {"loss": stage_loss, **self.extra_train_stats(), "step_time_s": round(step_time, 4)}
             if self.no_valid:
                 self.log_and_save(epoch, None)
             return
@@ -268,26 +242,21 @@ class PretrainBrain(sb.Brain):
         if valid_stats is None:
             self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, max_keys=["epoch"])
         else:
-            self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"],
-                                                       "epoch": epoch},
+            self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"], "epoch": epoch},
                                                  min_keys=["ErrorRate"])
         meta = {"epoch": epoch, "lr": round(self.lr, 8), "margin": round(self.margin, 4)}
-        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats,
-                                            valid_stats=valid_stats)
+        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats, valid_stats=valid_stats)
 
     def _wrap_distributed(self) -> None:
         """DDP on CPU (gloo) with plain BatchNorm; SpeechBrain's wrapping otherwise.
 
-        SpeechBrain 1.1.2 converts every BatchNorm to ``SyncBatchNorm``, which
-        only runs on GPUs, so ``torchrun ... --distributed_backend=gloo`` on CPU
-        fails in ``DistributedDataParallel``. Buffers still follow rank 0
-        (``broadcast_buffers``); parameters are all-reduced as usual.
+        SpeechBrain 1.1.2 converts every BatchNorm to ``SyncBatchNorm``, which only runs on GPUs, so
+        ``torchrun ... --distributed_backend=gloo`` on CPU fails in ``DistributedDataParallel``. Buffers still
+        follow rank 0 (``broadcast_buffers``); parameters are all-reduced as usual.
 
-        This overrides a private hook because no public way exists: the
-        conversion is unconditional (no run option turns it off), and the
-        public ``on_fit_start`` that calls this hook also calls the private
-        ``_compile``, so overriding it instead would copy SpeechBrain's body.
-        tests/test_pretrain_recipe.py fails if SpeechBrain renames the hook,
+        A private hook, because no public way exists: the conversion is unconditional, and the public
+        ``on_fit_start`` that calls this hook also calls the private ``_compile``, so overriding it instead
+        would copy SpeechBrain's body. tests/test_pretrain_recipe.py fails if SpeechBrain renames the hook,
         stops calling it from ``on_fit_start`` or stops converting BatchNorm.
         """
         if not (self.distributed_launch and str(self.device).startswith("cpu")):

@@ -2,30 +2,22 @@
 
     L = L_msce(long) + w_s * L_msce(short) + lambda(t) * L_ls(short, teacher(long))
 
-``L_msce`` is the multi-subspace cross-entropy (``SubCenterAAM``: K
-sub-centers, optionally dropped to the dominant one at ``subcenter_drop_epoch``),
-``L_ls`` the long-short term (``LongShortKL``: embedding cosine distance and/or
-a DINO-style posterior KL), ``lambda(t)`` a ramp (``kl_weight``).
+``L_msce`` is the multi-subspace cross-entropy (``SubCenterAAM``: K sub-centers, optionally dropped to the
+dominant one at ``subcenter_drop_epoch``), ``L_ls`` the long-short term (``LongShortKL``: embedding cosine
+distance and/or a DINO-style posterior KL), ``lambda(t)`` a ramp (``kl_weight``).
 
 What differs from ``PretrainBrain`` (see ``docs/method.md``):
 
-- **Multi-scale short crops, unpadded.** Each training row gives a long crop
-  (``long_len`` s, repeat-padded when the row is shorter, so no zero padding
-  reaches BatchNorm). For every batch one short length is drawn from
-  ``short_scales`` and each sample's short crop is a random window of that
-  length inside its long crop; the short crops go through the network in
-  their own forward, at their own length.
-- **A teacher that is not the live network** (``teacher``): ``frozen``, the
-  stage-1 embedding model; ``ema``, an exponential moving average of the
-  student, ``theta_T <- m * theta_T + (1 - m) * theta_S`` after every optimiser
-  step (``teacher_momentum`` m); ``self``, the student's own long-crop output,
-  detached (the first formulation, kept as an ablation). The teacher only sees
-  the long crop, in eval mode, without gradient.
-- The plain fine-tuning baseline (``short_loss_weight`` 0 and
-  ``kl_final_weight`` 0) skips the short forward: it costs one forward a step.
-- Per epoch, ``train_log.txt`` has every loss term and the posterior entropy
-  of the long and short crops; a run whose long-crop CE rises for two epochs
-  at a fixed margin while the long-short term falls is flagged (collapse).
+- **Multi-scale short crops, unpadded.** Each row gives a long crop (``long_len`` s, repeat-padded when
+  shorter, so no zero padding reaches BatchNorm). Per batch one short length is drawn from ``short_scales``;
+  each short crop is a random window of it inside its long crop, in its own forward at its own length.
+- **A teacher that is not the live network** (``teacher``): ``frozen``, the stage-1 embedding model; ``ema``,
+  ``theta_T <- m * theta_T + (1 - m) * theta_S`` after every optimiser step (``teacher_momentum`` m);
+  ``self``, the student's own long-crop output, detached (the first formulation, kept as an ablation).
+  The teacher only sees the long crop, in eval mode, without gradient.
+- The plain fine-tuning baseline (``short_loss_weight`` and ``kl_final_weight`` 0) skips the short forward.
+- Per epoch, ``train_log.txt`` has every loss term and the posterior entropy of the long and short crops; a
+  run whose long-crop CE rises for two epochs at a fixed margin while the long-short term falls is flagged.
 """
 import copy
 import logging
@@ -49,12 +41,10 @@ TEACHERS = ("self", "ema", "frozen")
 class TransferBrain(PretrainBrain):
     """``PretrainBrain`` with a pre-trained backbone and the long-short joint loss.
 
-    Extra hparams: ``pretrained_path`` (a checkpoint folder, a training save
-    folder or an exported model folder; null trains from scratch),
-    ``long_len``, ``short_scales`` (seconds), ``teacher``,
-    ``teacher_momentum``, ``kl_loss`` (``LongShortKL``), ``kl_weight`` (a
-    schedule of ``t``), ``short_loss_weight`` (weight of L_msce on the short
-    crop), ``subcenter_drop_epoch`` (null: keep the K sub-centers to the end).
+    Extra hparams: ``pretrained_path`` (a checkpoint folder, a training save folder or an exported model
+    folder; null trains from scratch), ``long_len``, ``short_scales`` (seconds), ``teacher``,
+    ``teacher_momentum``, ``kl_loss`` (``LongShortKL``), ``kl_weight`` (a schedule of ``t``),
+    ``short_loss_weight`` (weight of L_msce on the short crop), ``subcenter_drop_epoch`` (null: keep K).
     """
 
     train_crop_key = "long_len"
@@ -94,23 +84,19 @@ class TransferBrain(PretrainBrain):
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
         super().on_fit_batch_start(batch, should_step)
         self.kl_weight = self.hparams.kl_weight(self.progress)
-        drop = self.hparams.subcenter_drop_epoch
-        cost = self.hparams.compute_cost
-        if drop is not None and self.progress >= drop and not cost.active.numel():
-            dominant = cost.drop_subcenters()
+        if self.subcenter_drop_due(lead=0):
+            dominant = self.hparams.compute_cost.drop_subcenters()
             logger.info("epoch %d: sub-centers dropped to the dominant one of each of %d speakers",
                         self.hparams.epoch_counter.current, len(dominant))
 
+    def subcenter_drop_due(self, lead: float) -> bool:
+        """Whether the K sub-centers are all still active and t >= ``subcenter_drop_epoch`` - ``lead``."""
+        drop = self.hparams.subcenter_drop_epoch
+        return drop is not None and not self.hparams.compute_cost.active.numel() and self.progress >= drop - lead
+
     def short_crops(self, wavs: torch.Tensor) -> torch.Tensor:
-        """A random window of one drawn length per batch inside each long crop.
-
-        Arguments
-        ---------
-        wavs : [B, T] long crops (equal length, no padding).
-
-        Returns
-        -------
-        ``[B, S]`` with S = round(choice(short_scales) * 16000), at most T.
+        """A random window of one drawn length per batch inside each long crop: ``[B, T]`` (equal lengths, no
+        padding) -> ``[B, S]``, S = min(round(choice(short_scales) * 16000), T).
 
         Example
         -------
@@ -126,13 +112,8 @@ class TransferBrain(PretrainBrain):
         return wavs.gather(1, starts + torch.arange(length, device=wavs.device))
 
     def compute_forward(self, batch, stage):
-        """Training: long crops, then (unless plain fine-tuning) short crops and the teacher.
-
-        Returns (TRAIN)
-        ---------------
-        dict: ``long``/``short`` = ``(cosines [B,1,N], embeddings [B,1,D], labels [B,1])``,
-        ``teacher`` = teacher embeddings of the long crops ``[B,1,D]``.
-        """
+        """Training: long crops, then (unless plain fine-tuning) short crops and the teacher. Returns a dict:
+        ``long``/``short`` = ``(cosines [B,1,N], embeddings [B,1,D], labels [B,1])``, ``teacher`` = ``[B,1,D]``."""
         if stage != sb.Stage.TRAIN:
             return super().compute_forward(batch, stage)
         batch = batch.to(self.device)
@@ -170,8 +151,7 @@ class TransferBrain(PretrainBrain):
         cost = self.hparams.compute_cost
         cos_long, _, spk_long = predictions["long"]
         loss = cost(cos_long, spk_long)
-        drop = self.hparams.subcenter_drop_epoch
-        if drop is not None and not cost.active.numel() and self.progress >= drop - 1:
+        if self.subcenter_drop_due(lead=1):
             cost.count_assignments(cos_long, spk_long)  # the epoch before the drop: the trained head
         self.loss_terms = {"msce_long": loss.detach(), "entropy_long": entropy(cost.logits(cos_long))}
         if "short" not in predictions:
