@@ -1,18 +1,15 @@
 """Benchmark: EER and minDCF by sorting vs SpeechBrain's ``metric_stats``.
 
-Random trials with 0.5 % targets (CN-Celeb's eval list has ~0.5 %): target
-scores ~ N(2, 1), non-target scores ~ N(0, 1). Each (implementation, metric,
-size) runs in its own subprocess, single-threaded (``torch.set_num_threads(1)``),
-and reports wall time and peak extra memory: the process's peak RSS (``VmHWM``,
-reset through ``/proc/self/clear_refs`` after the data is made) minus its RSS
-before the call. Linux only.
+Random trials with 0.5 % targets (CN-Celeb's eval list has ~0.5 %): target scores ~ N(2, 1), non-target
+scores ~ N(0, 1). Each (implementation, metric, size) runs in its own subprocess, single-threaded
+(``torch.set_num_threads(1)``), and reports wall time and peak extra memory: the process's peak RSS
+(``VmHWM``, reset through ``/proc/self/clear_refs`` after the data is made) minus its RSS before the call.
+Linux only.
 
-SpeechBrain is run on 1k, 4k, 16k, ... trials until a run exceeds the time cap
-or its predicted memory exceeds the memory cap: ``minDCF`` compares the
-scores with ~2N thresholds at once (a ``[2N, N]`` float32 copy, a bool mask and
-temporaries: ~26 N^2 bytes, 6.3 GB measured at 16k trials), so it is never
-started above the cap. ``EER`` loops over ~2N
-thresholds in Python (O(N^2) time, O(N) memory).
+SpeechBrain is run on 1k, 4k, 16k, ... trials until a run exceeds the time cap or its predicted memory exceeds
+the memory cap: ``minDCF`` compares the scores with ~2N thresholds at once (a ``[2N, N]`` float32 copy, a bool
+mask and temporaries: ~26 N^2 bytes, 6.3 GB measured at 16k trials), so it is never started above the cap.
+``EER`` loops over ~2N thresholds in Python (O(N^2) time, O(N) memory).
 
 Usage::
 
@@ -110,6 +107,10 @@ def main() -> None:
     parser.add_argument("--memory-cap-gb", type=float, default=8.0, help="SpeechBrain minDCF memory cap")
     args = parser.parse_args()
 
+    def ours(n: int) -> str:
+        results = [run("ours", metric, n, args.time_cap) for metric in alive]
+        return f"| ours | {n:,} {cell(results[0], 'timeout')}{cell(results[1], 'timeout')}|"
+
     rows = []
     alive = {"eer": True, "mindcf": True}
     for n in SB_SIZES:
@@ -128,10 +129,8 @@ def main() -> None:
                 alive[metric] = result is not None
         rows.append(f"| speechbrain | {n:,} {cell(*sb['eer'])}{cell(*sb['mindcf'])}|")
         if any(result is not None for result, _ in sb.values()):
-            ours = [run("ours", metric, n, args.time_cap) for metric in alive]
-            rows.append(f"| ours | {n:,} {cell(ours[0], 'timeout')}{cell(ours[1], 'timeout')}|")
-    ours = [run("ours", metric, args.size, args.time_cap) for metric in alive]
-    rows.append(f"| ours | {args.size:,} {cell(ours[0], 'timeout')}{cell(ours[1], 'timeout')}|")
+            rows.append(ours(n))
+    rows.append(ours(args.size))
 
     print(f"Random trials, {100 * TARGET_FRACTION:g} % targets; one thread; peak = extra RSS during the call.")
     print("minDCF at p_target 0.01, normalised (SpeechBrain's value divided by 0.01).\n")

@@ -1,11 +1,10 @@
 """Time ``prepare_cnceleb`` on a generated CN-Celeb1-shaped tree of N tiny files.
 
-The tree has the release's names and lists (``dev/dev.lst``, ``eval/enroll``,
-``eval/test``, ``eval/lists/{enroll.lst,trials.lst}`` with ``.wav`` names);
-every audio file is a hard link to one of four small FLAC files (0.8 s to
-12 s), so generating 130,000 files takes seconds and almost no disk. About
-10 % of the files are test files; up to 200 enrolment speakers are each
-tried against every test file, as in the real list (3.5 M trials).
+The tree has the release's names and lists (``dev/dev.lst``, ``eval/enroll``, ``eval/test``,
+``eval/lists/{enroll.lst,trials.lst}`` with ``.wav`` names); every audio file is a hard link to one of four
+small FLAC files (0.8 s to 12 s), so generating 130,000 files takes seconds and almost no disk. About 10 % of
+the files are test files; up to 200 enrolment speakers are each tried against every test file, as in the
+real list (3.5 M trials).
 
 Usage: ``python benchmarks/bench_prepare.py [--num_files 130000] [--num_workers 2]``.
 """

@@ -1,17 +1,14 @@
 #!/usr/bin/env python3
 """Access-control latency: ``Verifier.verify`` on a 1.5 s utterance, ``identify`` against 1,000 voiceprints.
 
-Model: the demo ECAPA of hparams/pretrain_demo.yaml (C=128, 192-dim, random
-weights; latency does not depend on the weights), exported to a temporary
-folder by ``bench_embeddings.make_model``, or an exported folder given with
-``--model`` (copied, so the cohort written for AS-norm stays out of it). CPU.
+Model: the demo ECAPA of hparams/pretrain_demo.yaml (C=128, 192-dim, random weights; latency does not depend
+on the weights), exported to a temporary folder by ``bench_embeddings.make_model``, or an exported folder given
+with ``--model`` (copied, so the cohort written for AS-norm stays out of it). CPU.
 
-- **verify**: one 1.5 s 16 kHz file per call, everything a door unit does per
-  claim: read and check the file, embed, read the voiceprint from SQLite,
-  score. ``--calls`` timed calls after one warm-up; median and p95.
-- **identify**: 1,000 synthetic voiceprints (random unit vectors, written
-  through ``VoiceprintStore.save``, one transaction each), then ``identify``
-  with top-5: all voiceprints read and scored in one product. Also timed:
+- **verify**: one 1.5 s 16 kHz file per call, everything a door unit does per claim: read and check the file,
+  embed, read the voiceprint from SQLite, score. ``--calls`` timed calls after one warm-up; median and p95.
+- **identify**: 1,000 synthetic voiceprints (random unit vectors, written through ``VoiceprintStore.save``, one
+  transaction each), then ``identify`` with top-5: all voiceprints read and scored in one product. Also timed:
   embedding alone, so the database + scoring share is visible.
 - Both again with AS-norm (a 1,000-speaker cohort, top-100).
 
@@ -25,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import numpy as np
 import soundfile as sf
@@ -35,24 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_embeddings import make_model  # noqa: E402
+from bench_embeddings import make_model, timings  # noqa: E402
 from speechbrain_ext.export import write_cohort  # noqa: E402
 from speechbrain_ext.verifier import Verifier  # noqa: E402
 from speechbrain_ext.voiceprints import VoiceprintStore, model_hash  # noqa: E402
 
 
-def timings(call: Callable[[], object], n: int) -> List[float]:
-    """Wall times (ms) of ``n`` calls, after one untimed warm-up call."""
-    call()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        call()
-        out.append(1000 * (time.perf_counter() - start))
-    return out
-
-
-def row(name: str, ms: List[float]) -> str:
+def row(name: str, seconds: List[float]) -> str:
+    """Table row: calls, median and p95 in ms."""
+    ms = [1000 * s for s in seconds]
     return f"| {name} | {len(ms)} | {np.median(ms):.1f} | {np.percentile(ms, 95):.1f} |"
 
 

@@ -1,13 +1,10 @@
 """The calibrated score of a model folder: ``threshold.json`` and ``cohort.pt``.
 
-``recipes/evaluate.py`` calibrates a threshold for one score and writes
-``threshold.json`` (the score, ``cosine`` or ``asnorm``, the threshold, the
-target and measured FAR) and, for ``asnorm``, ``cohort.pt``: the cohort
-voiceprints ``[C, D]``, ``top_n`` and the fingerprint
-(``embeddings.fingerprint``) of the model that made them. Export ships both
-and the access-control front end scores with the
-:class:`~speechbrain_ext.scoring.Scoring` they name (:func:`load_scoring`),
-so the threshold applies to the score it was measured on.
+``recipes/evaluate.py`` calibrates a threshold for one score and writes ``threshold.json`` (the score,
+``cosine`` or ``asnorm``, the threshold, the target and measured FAR) and, for ``asnorm``, ``cohort.pt``
+(:func:`save_cohort`). Export ships both and the access-control front end scores with the
+:class:`~speechbrain_ext.scoring.Scoring` they name (:func:`load_scoring`), so the threshold applies to the
+score it was measured on. Every error is a ``ModelError`` of one line naming the file.
 """
 import json
 import logging
@@ -43,12 +40,8 @@ def read_json(path: Optional[PathLike], what: str) -> Optional[dict]:
 def check_threshold(threshold: dict, path: PathLike) -> str:
     """The score kind of a ``threshold.json``, after checking that the CLI can apply it.
 
-    Raises
-    ------
-    ModelError
-        One line naming ``path``: no numeric threshold, an unknown score, or a
-        score the access-control CLI does not compute (mean subtraction,
-        enrolment by concatenated audio).
+    Refused: no numeric threshold, an unknown score, or a score the access-control CLI does not compute (mean
+    subtraction, enrolment by concatenated audio).
     """
     if not isinstance(threshold.get("threshold"), (int, float)):
         raise ModelError(f"{path}: no numeric 'threshold' entry")
@@ -65,12 +58,8 @@ def check_threshold(threshold: dict, path: PathLike) -> str:
 
 
 def save_cohort(path: PathLike, embeddings: torch.Tensor, top_n: int, model_fingerprint: str) -> None:
-    """Write an AS-norm cohort file atomically.
-
-    ``{"embeddings": [C, D] float32, "top_n": int, "fingerprint": str}``, the
-    fingerprint (``embeddings.fingerprint``) naming the model whose
-    embeddings these are.
-    """
+    """Write an AS-norm cohort file atomically: ``{"embeddings": [C, D] float32, "top_n": int, "fingerprint": str}``,
+    the fingerprint (``embeddings.fingerprint``) naming the model whose embeddings these are."""
     cohort = torch.as_tensor(embeddings, dtype=torch.float32)
     if cohort.dim() != 2 or len(cohort) < 2 or not torch.isfinite(cohort).all():
         raise ValueError(f"cohort must be a finite [C, D] matrix with C >= 2, got shape {tuple(cohort.shape)}")
@@ -80,14 +69,10 @@ def save_cohort(path: PathLike, embeddings: torch.Tensor, top_n: int, model_fing
         torch.save({"embeddings": cohort, "top_n": int(top_n), "fingerprint": model_fingerprint}, f)
 
 
-def read_cohort(path: PathLike, model_fingerprint: str, dim: int) -> Tuple[torch.Tensor, int]:
-    """Cohort ``[C, D]`` and ``top_n`` of a cohort file made with this model.
-
-    Raises
-    ------
-    ModelError
-        One line: missing or unreadable file, another dimension, another model.
-    """
+def read_cohort(path: PathLike, modules: Mapping[str, torch.nn.Module]) -> Tuple[torch.Tensor, int]:
+    """Cohort ``[C, D]`` and ``top_n`` of a cohort file, refused unless made with ``modules``' weights."""
+    model_fingerprint = fingerprint({k: modules[k] for k in EMBEDDING_KEYS})
+    dim = modules["classifier"].weight.shape[1]
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         cohort, top_n, made_by = saved["embeddings"], int(saved["top_n"]), saved["fingerprint"]
@@ -106,15 +91,9 @@ def read_cohort(path: PathLike, model_fingerprint: str, dim: int) -> Tuple[torch
 def load_scoring(folder: Path, modules: Mapping[str, torch.nn.Module]) -> Tuple[Scoring, float]:
     """The scoring and threshold a model folder was calibrated with.
 
-    ``threshold.json`` names the score (``cosine`` when it does not say);
-    for ``asnorm``, ``cohort.pt`` must be there and made with the loaded
-    ``modules``. Without ``threshold.json``: cosine and SpeechBrain's 0.25,
+    ``threshold.json`` names the score (``cosine`` when it does not say); for ``asnorm``, ``cohort.pt`` must be
+    there and made with the loaded ``modules``. Without ``threshold.json``: cosine and SpeechBrain's 0.25,
     with a warning.
-
-    Raises
-    ------
-    ModelError
-        One line: a bad ``threshold.json``, or a missing or mismatched cohort.
     """
     path = folder / THRESHOLD_FILE
     if not path.is_file():
@@ -123,7 +102,5 @@ def load_scoring(folder: Path, modules: Mapping[str, torch.nn.Module]) -> Tuple[
     threshold = read_json(path, "threshold file")
     if check_threshold(threshold, path) == "cosine":
         return Scoring(), float(threshold["threshold"])
-    cohort, top_n = read_cohort(folder / threshold.get("cohort_file", COHORT_FILE),
-                                fingerprint({k: modules[k] for k in EMBEDDING_KEYS}),
-                                modules["classifier"].weight.shape[1])
+    cohort, top_n = read_cohort(folder / threshold.get("cohort_file", COHORT_FILE), modules)
     return Scoring("asnorm", cohort, top_n), float(threshold["threshold"])

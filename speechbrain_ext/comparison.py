@@ -1,19 +1,17 @@
 """Comparing verification systems over training seeds, with speaker-bootstrap intervals.
 
-An ablation trains each variant once per seed; every variant of a seed is
-scored on the same trial list. For one condition (e.g. ``1s``) and metric m:
+An ablation trains each variant once per seed; every variant of a seed is scored on the same trial list. For
+one condition (e.g. ``1s``) and metric m:
 
 - a variant's figure is the mean over seeds of m on the full trial list;
-- its 95 % interval is the percentile interval of the mean over seeds of
-  m on bootstrap resample r (test speakers resampled with all their trials,
-  :func:`speechbrain_ext.metrics.bootstrap_values`), r = 1..R; resample r
-  of a seed is the same trials for every variant (same speakers, same seed);
-- its paired difference from a reference variant is the mean over seeds of
-  m(variant) - m(reference), with the interval of the same difference taken
-  resample by resample, so what the two share cancels.
+- its 95 % interval is the percentile interval of the mean over seeds of m on bootstrap resample r (test
+  speakers resampled with all their trials, :func:`speechbrain_ext.metrics.bootstrap_values`), r = 1..R;
+  resample r of a seed is the same trials for every variant (same speakers, same seed);
+- its paired difference from a reference variant is the mean over seeds of m(variant) - m(reference), with
+  the interval of the same difference taken resample by resample, so what the two share cancels.
 
-Inputs are ``recipes/evaluate.py`` output folders (``scores*.txt``) and the
-test manifest of the split (for the speaker of each test utterance).
+Inputs are ``recipes/evaluate.py`` output folders (``scores*.txt``) and the test manifest of the split (for
+the speaker of each test utterance).
 """
 import hashlib
 from dataclasses import dataclass
@@ -26,11 +24,6 @@ from speechbrain_ext.manifest import read_manifest, read_scores
 from speechbrain_ext.metrics import BOOTSTRAP_METRICS, bootstrap_values, eer, min_dcf, percentile_ci
 
 
-def scores_file(eval_folder: Path, condition: str) -> Path:
-    """The scores file ``recipes/evaluate.py`` writes for a condition."""
-    return eval_folder / ("scores.txt" if condition == "full" else f"scores_{condition}.txt")
-
-
 @dataclass
 class SeedResult:
     """One system on one seed's trials: full-list metrics and bootstrap values ``[R]``."""
@@ -40,15 +33,14 @@ class SeedResult:
     values: Dict[str, np.ndarray]
 
 
-def seed_result(eval_folder: Path, condition: str, test_csv: Path, seed: int,
-                num_resamples: int) -> SeedResult:
-    """Metrics of one evaluation folder's condition, with its speaker-bootstrap values.
+def seed_result(eval_folder: Path, condition: str, test_csv: Path, seed: int, num_resamples: int) -> SeedResult:
+    """Metrics of one evaluation folder's condition (scores file of ``recipes/evaluate.py``), with its
+    speaker-bootstrap values.
 
-    The values are cached in ``<eval_folder>/bootstrap_<condition>_<seed>_<R>_<digest>.npz``,
-    the digest that of the scores file and the test manifest, so a re-done
-    evaluation never meets the values of the one before.
+    The values are cached in ``<eval_folder>/bootstrap_<condition>_<seed>_<R>_<digest>.npz``, the digest that
+    of the scores file and the test manifest, so a re-done evaluation never meets the values of the one before.
     """
-    path = scores_file(eval_folder, condition)
+    path = eval_folder / ("scores.txt" if condition == "full" else f"scores_{condition}.txt")
     trials, scores = read_scores(path)
     labels = np.array([t[2] for t in trials])
     point = {"eer": eer(scores, labels)[0], "min_dcf_0.01": min_dcf(scores, labels, 0.01)[0],
@@ -70,17 +62,10 @@ def seed_result(eval_folder: Path, condition: str, test_csv: Path, seed: int,
 
 def summarise(results: Sequence[SeedResult], reference: Optional[Sequence[SeedResult]] = None,
               confidence: float = 0.95) -> Dict[str, object]:
-    """Per-seed figures, the mean's interval, and the paired difference from ``reference``.
+    """Per-seed figures, the mean's interval, and the paired difference from ``reference`` (same seeds, trials).
 
-    Arguments
-    ---------
-    results : one :class:`SeedResult` per seed.
-    reference : the reference variant's results on the same seeds and trials.
-
-    Returns
-    -------
-    ``{m: [per seed], m + "_mean": float, m + "_ci": [low, high], "diff_vs_baseline":
-    {m: mean difference, m + "_ci": [low, high]}}`` for m in EER, minDCF 0.01, 0.05.
+    ``{m: [per seed], m + "_mean": float, m + "_ci": [low, high], "diff_vs_baseline": {m: mean difference,
+    m + "_ci": [low, high]}}`` for m in :data:`~speechbrain_ext.metrics.BOOTSTRAP_METRICS`.
 
     Example
     -------
@@ -98,9 +83,8 @@ def summarise(results: Sequence[SeedResult], reference: Optional[Sequence[SeedRe
         if reference is not None:
             if len(reference) != len(results):
                 raise ValueError(f"paired comparison over {len(results)} seeds against {len(reference)}")
-            for r, ref in zip(results, reference):
-                if r.trials != ref.trials:
-                    raise ValueError("paired comparison needs the same trials for both systems")
+            if any(r.trials != ref.trials for r, ref in zip(results, reference)):
+                raise ValueError("paired comparison needs the same trials for both systems")
             diff[m] = float(np.mean([r.point[m] - ref.point[m] for r, ref in zip(results, reference)]))
             deltas = np.mean([r.values[m] - ref.values[m] for r, ref in zip(results, reference)], axis=0)
             diff[f"{m}_ci"] = list(percentile_ci(deltas, confidence))

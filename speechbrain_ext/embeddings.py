@@ -1,29 +1,23 @@
 """Speaker embeddings of manifest rows: length-bucketed batches, enrolment, disk cache.
 
-Padding a clip changes its ECAPA embedding even when relative lengths are
-passed (SpeechBrain issues #1374/#945): Fbank frames at the padded edge and
-the per-batch feature length differ. Here utterances are sorted by length and
-only **equal-length** utterances share a batch (an odd length is a batch of
-one), so no signal is ever padded and a batched embedding equals the
-one-at-a-time embedding up to float rounding.
+Padding a clip changes its ECAPA embedding even when relative lengths are passed (SpeechBrain issues
+#1374/#945): Fbank frames at the padded edge and the per-batch feature length differ. Here utterances are
+sorted by length and only **equal-length** utterances share a batch (an odd length is a batch of one), so no
+signal is ever padded and a batched embedding equals the one-at-a-time embedding up to float rounding.
 
 Pipeline per batch, as ``EncoderClassifier.encode_batch``::
 
     wavs [B, T] -> compute_features -> [B, F, M] -> mean_var_norm(., ones[B])
                 -> embedding_model(., ones[B]) -> [B, 1, D] -> [B, D]
 
-Enrolment rows whose ``wav`` lists several files (``a.wav;b.wav``) are, by
-default, embedded file by file (each file cut to the row's ``[start, stop)``
-window of the joined signal) and averaged into a voiceprint
-(``mode="average"``, ``scoring.voiceprints``: the mean of the L2-normalised
-file embeddings, as the access-control CLI enrols); ``mode="concat"`` embeds
-the joined signal instead. Every row's embedding is that voiceprint, so rows
-come back L2-normalised.
+Enrolment rows whose ``wav`` lists several files (``a.wav;b.wav``) are, by default (``mode="average"``),
+embedded file by file (each file cut to the row's ``[start, stop)`` window of the joined signal) and enrolled
+as the access-control CLI does (``scoring.voiceprints``: the mean of the L2-normalised file embeddings);
+``mode="concat"`` embeds the joined signal instead. Every row's embedding is that voiceprint, so rows come
+back L2-normalised.
 
-Embeddings are cached with ``torch.save`` (atomic) under a key hashing the
-rows (id, wav, start, stop), the enrolment mode and the model weights, so
-re-scoring with the same manifest and model reads them back instead of
-re-extracting.
+Embeddings are cached with ``torch.save`` (atomic) under a key hashing the rows (id, wav, start, stop), the
+enrolment mode and the model weights, so re-scoring with the same manifest and model reads them back.
 """
 import hashlib
 import logging
@@ -69,9 +63,8 @@ class Segment:
 def row_segments(index: int, row: ManifestRow, mode: str = "average") -> List[Segment]:
     """Signals embedded for one row: the row itself, or one per listed file.
 
-    With ``mode="average"`` and a ``;`` list, the row's window ``[start, stop)``
-    of the joined signal is split at file boundaries (file lengths read from
-    the headers); files outside the window give no segment.
+    With ``mode="average"`` and a ``;`` list, the row's window ``[start, stop)`` of the joined signal is split
+    at file boundaries (file lengths read from the headers); files outside the window give no segment.
     """
     paths = row.files
     if mode == "concat" or len(paths) == 1:
@@ -109,18 +102,9 @@ def length_buckets(segments: Sequence[Segment], batch_size: int) -> List[List[in
 class EmbeddingExtractor:
     """Embeds waveforms with SpeechBrain's three inference modules, in eval mode, without gradients.
 
-    Arguments
-    ---------
-    compute_features : torch.nn.Module
-        Waveforms ``[B, T]`` -> features ``[B, F, M]`` (e.g. ``Fbank``).
-    mean_var_norm : torch.nn.Module
-        ``(feats, lens [B]) -> feats`` (e.g. sentence ``InputNormalization``).
-    embedding_model : torch.nn.Module
-        ``(feats, lens [B]) -> [B, 1, D]`` (e.g. ``ECAPA_TDNN``).
-    batch_size : int
-        Most equal-length signals per forward pass.
-    device : str
-        Torch device of the modules.
+    ``compute_features``: ``[B, T] -> [B, F, M]`` (e.g. ``Fbank``); ``mean_var_norm``: ``(feats, lens [B]) ->
+    feats`` (e.g. sentence ``InputNormalization``); ``embedding_model``: ``(feats, lens [B]) -> [B, 1, D]``
+    (e.g. ``ECAPA_TDNN``). ``batch_size``: most equal-length signals per forward pass.
 
     Example
     -------
@@ -133,20 +117,12 @@ class EmbeddingExtractor:
     torch.Size([3, 12])
     """
 
-    def __init__(
-        self,
-        compute_features: torch.nn.Module,
-        mean_var_norm: torch.nn.Module,
-        embedding_model: torch.nn.Module,
-        batch_size: int = 16,
-        device: str = "cpu",
-    ) -> None:
+    def __init__(self, compute_features: torch.nn.Module, mean_var_norm: torch.nn.Module,
+                 embedding_model: torch.nn.Module, batch_size: int = 16, device: str = "cpu") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.modules = torch.nn.ModuleDict(
-            {"compute_features": compute_features, "mean_var_norm": mean_var_norm,
-             "embedding_model": embedding_model}
-        ).to(device).eval()
+        self.modules = torch.nn.ModuleDict({"compute_features": compute_features, "mean_var_norm": mean_var_norm,
+                                            "embedding_model": embedding_model}).to(device).eval()
         self.batch_size = batch_size
         self.device = device
         self._fingerprint: Optional[str] = None
@@ -161,22 +137,14 @@ class EmbeddingExtractor:
         return self.modules["embedding_model"](feats, lens).squeeze(1).cpu()  # [B, D]
 
     def embed_signals(self, signals: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Embed 1-D waveforms of any lengths, batching equal lengths only.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[N, D]``, row ``i`` the embedding of ``signals[i]``.
-        """
+        """Embed 1-D waveforms of any lengths, batching equal lengths only: ``[N, D]``, row i of ``signals[i]``."""
         segments = [Segment(i, "", 0, len(s)) for i, s in enumerate(signals)]
-        return self._embed(segments, lambda seg: signals[seg.row], desc=None)
+        return self.embed_segments(segments, desc=None, load=lambda seg: signals[seg.row])
 
-    def embed_segments(self, segments: Sequence[Segment], desc: Optional[str] = "embed") -> torch.Tensor:
-        """Read and embed manifest segments; returns ``[N, D]`` in the order given."""
-        return self._embed(segments, _read_segment, desc)
-
-    def _embed(self, segments: Sequence[Segment], load, desc: Optional[str]) -> torch.Tensor:
-        """Run :meth:`forward` over length buckets; ``load(segment)`` gives a ``[T]`` signal."""
+    def embed_segments(self, segments: Sequence[Segment], desc: Optional[str] = "embed", load=None) -> torch.Tensor:
+        """Embed segments ``[N, D]`` in the order given, by :meth:`forward` over length buckets; ``load(segment)``
+        gives its ``[T]`` signal (default: read from its file)."""
+        load = load or _read_segment
         if not segments:
             raise EmbeddingError("nothing to embed")
         out: List[Optional[torch.Tensor]] = [None] * len(segments)
@@ -201,10 +169,9 @@ class EmbeddingExtractor:
 def fingerprint(modules: Mapping[str, torch.nn.Module]) -> str:
     """SHA-256 of named modules' classes and weights, in the mapping's order.
 
-    Identifies the embedding pipeline (``compute_features``, ``mean_var_norm``,
-    ``embedding_model``) whatever loaded it: an :class:`EmbeddingExtractor` in
-    evaluation and SpeechBrain's ``SpeakerRecognition`` at the door give the
-    same value for the same weights.
+    Identifies the embedding pipeline (``compute_features``, ``mean_var_norm``, ``embedding_model``) whatever
+    loaded it: an :class:`EmbeddingExtractor` in evaluation and SpeechBrain's ``SpeakerRecognition`` at the
+    door give the same value for the same weights.
     """
     digest = hashlib.sha256()
     for name, module in modules.items():
@@ -226,45 +193,17 @@ def _read_segment(segment: Segment) -> torch.Tensor:
 
 
 def rows_digest(rows: Iterable[ManifestRow], mode: str, extractor: EmbeddingExtractor) -> str:
-    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode, the model fingerprint
-    and :data:`CACHE_VERSION`."""
+    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode, the model and :data:`CACHE_VERSION`."""
     digest = hashlib.sha256(f"{CACHE_VERSION}\n{mode}\n{extractor.fingerprint()}\n".encode())
     for row in rows:
         digest.update(f"{row.id},{row.wav},{row.start},{row.stop}\n".encode())
     return digest.hexdigest()
 
 
-def embed_rows(
-    rows: Sequence[ManifestRow],
-    extractor: EmbeddingExtractor,
-    mode: str = "average",
-    cache_dir: Optional[PathLike] = None,
-    name: str = "embeddings",
-) -> Tuple[List[str], torch.Tensor]:
-    """Embedding of each row: the voiceprint of its signals (``scoring.voiceprints``), cached.
-
-    Arguments
-    ---------
-    rows : sequence of ManifestRow
-        Rows to embed.
-    extractor : EmbeddingExtractor
-        The model.
-    mode : str
-        ``"average"``: embed each file of a ``;`` list and average;
-        ``"concat"``: embed the joined signal.
-    cache_dir : path, optional
-        Folder of the cache files ``<name>-<key>.pt``; ``None``: no cache.
-    name : str
-        Prefix of the cache file and progress bar label.
-
-    Returns
-    -------
-    ids : list of str
-        Row ids, in row order.
-    embeddings : torch.Tensor
-        ``[N, D]`` float32, L2-normalised rows (one file: ``e/|e|``; several
-        in ``average`` mode: the mean of their normalised embeddings).
-    """
+def embed_rows(rows: Sequence[ManifestRow], extractor: EmbeddingExtractor, mode: str = "average",
+               cache_dir: Optional[PathLike] = None, name: str = "embeddings") -> Tuple[List[str], torch.Tensor]:
+    """``(ids, [N, D] float32)``: each row's voiceprint of its signals (``scoring.voiceprints``, see ``mode`` in
+    the module docstring), cached as ``<cache_dir>/<name>-<key>.pt`` (no cache when ``cache_dir`` is None)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not rows:
@@ -283,7 +222,10 @@ def embed_rows(
         raise EmbeddingError(f"row {row.id!r}: its window [{row.start}, {row.stop}) is past the end of {row.wav}")
     seg_emb = extractor.embed_segments(segments, desc=name)  # [S, D]
     owner = torch.tensor([seg.row for seg in segments])  # [S]
-    _check_finite([ids[i] for i in owner.tolist()], seg_emb)
+    bad = ~torch.isfinite(seg_emb).all(dim=1)
+    if bad.any():
+        first = ids[int(owner[int(bad.nonzero()[0])])]
+        raise EmbeddingError(f"embedding of {first!r} has NaN/inf values ({int(bad.sum())} such rows)")
     embeddings = voiceprints(seg_emb, owner, len(rows))  # [N, D]
     if cache is not None:
         with atomic_write(cache, "wb") as f:
@@ -291,46 +233,21 @@ def embed_rows(
     return ids, embeddings
 
 
-def _check_finite(ids: Sequence[str], embeddings: torch.Tensor) -> None:
-    """Refuse NaN/inf embeddings, naming the first bad row."""
-    bad = ~torch.isfinite(embeddings).all(dim=1)
-    if bad.any():
-        first = ids[int(bad.nonzero()[0])]
-        raise EmbeddingError(f"embedding of {first!r} has NaN/inf values ({int(bad.sum())} such rows)")
-
-
-def embed_manifest(
-    manifest: PathLike,
-    extractor: EmbeddingExtractor,
-    mode: str = "average",
-    cache_dir: Optional[PathLike] = None,
-) -> Tuple[List[str], torch.Tensor]:
+def embed_manifest(manifest: PathLike, extractor: EmbeddingExtractor, mode: str = "average",
+                   cache_dir: Optional[PathLike] = None) -> Tuple[List[str], torch.Tensor]:
     """:func:`embed_rows` over every row of a manifest CSV (cache name: the file's stem)."""
     return embed_rows(read_manifest(manifest), extractor, mode, cache_dir, name=Path(manifest).stem)
 
 
-def speaker_means(
-    manifest: PathLike,
-    extractor: EmbeddingExtractor,
-    max_speakers: int = 1000,
-    utts_per_speaker: int = 5,
-    cache_dir: Optional[PathLike] = None,
-) -> Tuple[List[str], torch.Tensor, torch.Tensor]:
-    """Voiceprint per speaker of a training manifest (the AS-norm cohort).
+def speaker_means(manifest: PathLike, extractor: EmbeddingExtractor, max_speakers: int = 1000,
+                  utts_per_speaker: int = 5, cache_dir: Optional[PathLike] = None
+                  ) -> Tuple[List[str], torch.Tensor, torch.Tensor]:
+    """``(speakers [C], voiceprints [C, D], mean [D])`` of a training manifest: the AS-norm cohort.
 
-    The first ``max_speakers`` speakers (sorted) and, for each, its first
-    ``utts_per_speaker`` rows (sorted by id) are used, so the cohort is
-    deterministic and capped. A cohort speaker is enrolled as a test speaker
-    is (``scoring.voiceprints`` of its utterance embeddings).
-
-    Returns
-    -------
-    speakers : list of str
-        Speaker ids, shape ``[C]``.
-    means : torch.Tensor
-        Speaker voiceprints ``[C, D]``.
-    global_mean : torch.Tensor
-        Mean of the (normalised) utterance embeddings used ``[D]`` (for mean subtraction).
+    The first ``max_speakers`` speakers (sorted) and, for each, its first ``utts_per_speaker`` rows (sorted by
+    id) are used, so the cohort is deterministic and capped. A cohort speaker is enrolled as a test speaker is
+    (``scoring.voiceprints`` of its utterance embeddings); ``mean`` is that of the normalised utterance
+    embeddings used (for mean subtraction).
     """
     by_speaker: Dict[str, List[ManifestRow]] = {}
     for row in sorted(read_manifest(manifest), key=lambda r: r.id):

@@ -2,34 +2,25 @@
 
 Model folder written by :func:`export_model`::
 
-    hyperparams.yaml      inference yaml: Fbank, sentence InputNormalization,
-                          ECAPA and Classifier copied from the training yaml,
-                          CategoricalEncoder and a Pretrainer
+    hyperparams.yaml      inference yaml: Fbank, sentence InputNormalization, ECAPA and Classifier copied
+                          from the training yaml, CategoricalEncoder and a Pretrainer
     embedding_model.ckpt  classifier.ckpt (one row per speaker)  label_encoder.ckpt
-    threshold.json        decision threshold from recipes/evaluate.py: the score
-                          it is for (cosine or asnorm), target and test FAR
+    threshold.json        decision threshold from recipes/evaluate.py: the score it is for (cosine or
+                          asnorm), target and test FAR
     cohort.pt             AS-norm cohort (only when threshold.json is for asnorm)
     config.json           {"speechbrain_interface": "SpeakerRecognition"}
     README.md             model card with hub front matter and metrics
 
-No path of the exporting machine is written anywhere (SpeechBrain issues
-#1253/#2699: a ``pretrained_path`` naming a folder or hub id sends
-``from_hparams`` to that place, not to the folder it was given). The
-Pretrainer lists its loadables without ``paths``, so SpeechBrain fetches each
-as ``<source>/<loadable>.ckpt`` from whatever ``source`` ``from_hparams`` was
-given: the folder where it lies now, or a hub repo id after
-``hub.push_to_hub``, with no ``overrides``. This is why the label encoder is
-``label_encoder.ckpt`` (a ``CategoricalEncoder`` text file under the name the
-Pretrainer looks for).
+No path of the exporting machine is written anywhere (SpeechBrain issues #1253/#2699: a ``pretrained_path``
+naming a folder or hub id sends ``from_hparams`` to that place, not to the folder it was given). The
+Pretrainer lists its loadables without ``paths``, so SpeechBrain fetches each as ``<source>/<loadable>.ckpt``
+from whatever ``source`` ``from_hparams`` was given: the folder where it lies now, or a hub repo id after
+``hub.push_to_hub``, with no ``overrides``. Hence ``label_encoder.ckpt`` (a ``CategoricalEncoder`` text file
+under the name the Pretrainer looks for).
 
-The architecture is copied from the training yaml (by default the run's own
-``hyperparams.yaml``) by ``speechbrain_ext.builder``, so the exported ECAPA
-has the training arguments. A sub-center classifier (K rows per speaker) is exported with one row per
-speaker (:func:`speaker_head`), so that ``EncoderClassifier.classify_file``
-decodes its argmax with ``label_encoder.ckpt``.
-
-The folder is loaded for verification by ``inference.load_verifier``
-and published by ``hub.push_to_hub``.
+The architecture is copied from the training yaml (by default the run's own ``hyperparams.yaml``) by
+``speechbrain_ext.builder``, so the exported ECAPA has the training arguments. The folder is loaded for
+verification by ``inference.load_verifier`` and published by ``hub.push_to_hub``.
 """
 import json
 import os
@@ -40,11 +31,10 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import torch_patched_state_dict_load
 
-from speechbrain_ext.builder import (EMBEDDING_KEYS, MODEL_KEYS, ModelError, build_modules, dump_nodes,
-                                     load_extractor, load_state, model_hparams_file, read_nodes)
+from speechbrain_ext.builder import (MODEL_KEYS, ModelError, build_modules, dump_nodes, load_extractor, load_state,
+                                     model_hparams_file, read_nodes)
 from speechbrain_ext.calibration import (COHORT_FILE, THRESHOLD_FILE, check_threshold, read_cohort, read_json,
                                          save_cohort)
-from speechbrain_ext.embeddings import fingerprint
 from speechbrain_ext.inference import LABEL_FILE, check_model_folder
 from speechbrain_ext.io_utils import atomic_copy, atomic_write
 from speechbrain_ext.losses.subcenter_aam import dominant_subcenters
@@ -52,19 +42,11 @@ from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
 
 
-def check_sentence_norm(nodes: Mapping[str, object], hparams_file: PathLike) -> None:
-    """Export and ONNX assume per-utterance mean normalisation (no stored statistics)."""
-    norm = nodes["mean_var_norm"]
-    if norm.get("norm_type") != "sentence":
-        raise ModelError(f"{hparams_file}: mean_var_norm must be InputNormalization with norm_type: sentence")
-
-
 def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
     """``embedding_model``, ``classifier`` and ``label_encoder`` files of a run.
 
-    ``checkpoint_folder`` is a training save folder (best ``CKPT+*`` used),
-    a ``CKPT+*`` folder, or a model folder holding ``label_encoder.txt``
-    (training, SpeechBrain's published models) or ``label_encoder.ckpt``
+    ``checkpoint_folder`` is a training save folder (best ``CKPT+*`` used), a ``CKPT+*`` folder, or a model
+    folder holding ``label_encoder.txt`` (training, SpeechBrain's published models) or ``label_encoder.ckpt``
     (exported); the label file is looked for there and in the parent folder.
     """
     embedding = Path(resolve_embedding_checkpoint(str(checkpoint_folder)))
@@ -83,23 +65,16 @@ def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
 def speaker_head(weight: torch.Tensor, num_speakers: int, assignments: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One classifier row per speaker from a cosine classifier with K rows per speaker.
 
-    ``SubCenterAAM`` trains K sub-centers per speaker, class-major (row
-    ``j*K + k`` is sub-center k of speaker j), and scores a speaker by its
-    best sub-center. SpeechBrain's ``EncoderClassifier`` decodes the argmax
-    row with the label encoder, so it needs one row per label. Each speaker
-    keeps its dominant sub-center when training counted sub-center
-    assignments (``SubCenterAAM.assignments`` ``[N, K]``, the sub-centers
-    ``drop_subcenters`` keeps: ``losses.subcenter_aam.dominant_subcenters``);
-    without counts it gets the mean of its normalised sub-centers::
+    ``SubCenterAAM`` trains K sub-centers per speaker, class-major (row ``j*K + k`` is sub-center k of speaker
+    j), and scores a speaker by its best sub-center. SpeechBrain's ``EncoderClassifier.classify_file`` decodes
+    the argmax row with the label encoder, so it needs one row per label. Each speaker keeps its dominant
+    sub-center when training counted sub-center assignments (``SubCenterAAM.assignments`` ``[N, K]``, the
+    sub-centers ``drop_subcenters`` keeps: ``losses.subcenter_aam.dominant_subcenters``); without counts it
+    gets the mean of its normalised sub-centers::
 
         w[j] = (1/K) * sum_k W[j*K + k] / |W[j*K + k]|      W: [N*K, D] -> [N, D]
 
-    With K = 1 the weight is returned unchanged.
-
-    Raises
-    ------
-    ValueError
-        When the rows are not a multiple of ``num_speakers``.
+    With K = 1 the weight is returned unchanged; rows not a multiple of ``num_speakers`` raise ``ValueError``.
 
     Example
     -------
@@ -186,13 +161,11 @@ def loading_snippet(source: str) -> List[str]:
 
 def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Mapping], source: str) -> str:
     """Model card ``README.md`` with hub front matter, the loading snippet and the evaluation table."""
-    lines = [
-        "---", "license: apache-2.0", "library_name: speechbrain", "pipeline_tag: audio-classification",
-        "tags:", "- speechbrain", "- speaker-verification", "- speaker-recognition", "- ECAPA-TDNN",
-        "- short-utterance", "---", "", f"# {Path(source).name}: short-utterance speaker verification (ECAPA-TDNN)",
-        "", "Exported by speechbrain_ext. Load it (no network access needed for a local folder):", "",
-        *loading_snippet(source), "",
-    ]
+    lines = ["---", "license: apache-2.0", "library_name: speechbrain", "pipeline_tag: audio-classification", "tags:",
+             "- speechbrain", "- speaker-verification", "- speaker-recognition", "- ECAPA-TDNN", "- short-utterance",
+             "---", "", f"# {Path(source).name}: short-utterance speaker verification (ECAPA-TDNN)", "",
+             "Exported by speechbrain_ext. Load it (no network access needed for a local folder):", "",
+             *loading_snippet(source), ""]
     if threshold is not None:
         measured = threshold.get("test_far")
         lines += [f"Decision threshold: **{threshold['threshold']:.4f}** on {threshold.get('score', 'cosine')} "
@@ -201,8 +174,7 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
                   + (f"; false-accept rate measured on the test trials: {100 * measured:.2f} %" if measured is not None
                      else "") + " (`threshold.json`). `SpeakerRecognition.verify_files` returns cosine scores "
                   "and uses 0.25; `speechbrain_ext.inference.load_verifier` applies the calibrated score and "
-                  "threshold.",
-                  ""]
+                  "threshold.", ""]
     if results:
         lines += ["## Evaluation", "", "| condition | trials | EER (%) | minDCF (p=0.01) | minDCF (p=0.05) |",
                   "|---|---:|---:|---:|---:|"]
@@ -213,26 +185,12 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
 
 
 def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: float, top_n: int = 100) -> Path:
-    """Make an exported model score with AS-norm: ``cohort.pt`` plus an asnorm ``threshold.json``.
+    """Make an exported model score with AS-norm: write ``cohort.pt`` and an asnorm ``threshold.json``.
 
-    Arguments
-    ---------
-    model_folder : path
-        Exported model folder; its model's fingerprint is recorded in the cohort.
-    embeddings : tensor or array
-        Cohort speaker voiceprints (``embeddings.speaker_means`` of the
-        training manifest), ``[C, D]``, C >= 2.
-    threshold : float
-        Decision threshold on AS-norm scores (calibrate it on AS-norm
-        development scores, ``recipes/evaluate.py`` does); other entries of
-        an existing ``threshold.json`` are kept.
-    top_n : int
-        AS-norm top-N cohort scores per side.
-
-    Returns
-    -------
-    Path
-        The cohort file.
+    ``embeddings``: cohort voiceprints ``[C, D]``, C >= 2 (``embeddings.speaker_means`` of the training
+    manifest), recorded with the folder's model fingerprint. ``threshold`` is on AS-norm scores (calibrate it
+    on AS-norm development scores, as ``recipes/evaluate.py`` does); other entries of an existing
+    ``threshold.json`` are kept. Returns the cohort file.
     """
     folder = check_model_folder(model_folder)
     extractor = load_extractor(folder / "hyperparams.yaml", folder)
@@ -247,19 +205,15 @@ def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: fl
 
 def checked_model(hparams_file: PathLike, files: Mapping[str, Path], overrides: Optional[Mapping] = None
                   ) -> Tuple[Dict[str, object], Dict[str, torch.Tensor], Dict[str, torch.nn.Module]]:
-    """The model of a run as it will be exported, after checking that its weights load strictly.
+    """``(nodes, classifier_state, modules)``: the run's model as it will be exported, its weights loaded strictly.
 
-    Returns
-    -------
-    nodes : dict
-        Yaml nodes of ``MODEL_KEYS``, the classifier's ``out_neurons`` set to one row per speaker.
-    classifier_state : dict
-        The classifier state with one row per speaker (:func:`speaker_head`).
-    modules : dict
-        The modules built from ``nodes`` with the run's weights.
+    ``nodes`` are the yaml nodes of ``MODEL_KEYS``, the classifier's ``out_neurons`` set to one row per
+    speaker as in ``classifier_state`` (:func:`speaker_head`); ``modules`` are built from them with the run's
+    weights. Export and ONNX assume sentence mean normalisation (no stored statistics).
     """
     nodes = read_nodes(hparams_file, MODEL_KEYS, overrides)
-    check_sentence_norm(nodes, hparams_file)
+    if nodes["mean_var_norm"].get("norm_type") != "sentence":
+        raise ModelError(f"{hparams_file}: mean_var_norm must be InputNormalization with norm_type: sentence")
     classifier_state = _speaker_classifier(nodes, files)
     modules = build_modules(nodes)
     load_state(modules["embedding_model"], files["embedding_model"], "embedding_model")
@@ -271,37 +225,25 @@ def calibration_files(threshold_file: Optional[PathLike], modules: Mapping[str, 
                       ) -> Tuple[Optional[dict], Optional[Path]]:
     """``threshold.json``'s content and, for an asnorm threshold, the cohort file it names (beside it).
 
-    Raises
-    ------
-    ModelError
-        A threshold the CLI cannot apply, or a cohort missing or made with
-        another model than ``modules``.
+    ``ModelError`` for a threshold the CLI cannot apply, or a cohort missing or made with other ``modules``.
     """
     threshold = read_json(threshold_file, "threshold file")
     if threshold is None or check_threshold(threshold, threshold_file) != "asnorm":
         return threshold, None
     cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
-    read_cohort(cohort_file, fingerprint({k: modules[k] for k in EMBEDDING_KEYS}),
-                modules["classifier"].weight.shape[1])
+    read_cohort(cohort_file, modules)
     return threshold, cohort_file
 
 
-def export_model(
-    hparams_file: Optional[PathLike],
-    checkpoint_folder: PathLike,
-    output_folder: PathLike,
-    threshold_file: Optional[PathLike] = None,
-    results_json: Optional[PathLike] = None,
-    overrides: Optional[Mapping] = None,
-) -> Path:
+def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, output_folder: PathLike,
+                 threshold_file: Optional[PathLike] = None, results_json: Optional[PathLike] = None,
+                 overrides: Optional[Mapping] = None) -> Path:
     """Write the model folder (see module docstring); returns its absolute path.
 
-    ``hparams_file`` ``None`` uses the run's own yaml (``builder.model_hparams_file``).
-    With an asnorm ``threshold_file``, the cohort file it names (beside it,
-    written by ``recipes/evaluate.py``) is checked to come from these weights
-    and shipped as ``cohort.pt``. Every file is written atomically; the
-    weights are checked to load strictly into the architecture of
-    ``hparams_file`` before anything is written.
+    ``hparams_file`` ``None`` uses the run's own yaml (``builder.model_hparams_file``). With an asnorm
+    ``threshold_file``, the cohort file it names (beside it, written by ``recipes/evaluate.py``) is checked to
+    come from these weights and shipped as ``cohort.pt``. Every file is written atomically, after the weights
+    are checked to load strictly into the architecture of ``hparams_file``.
     """
     out = Path(output_folder).absolute()
     hparams_file = model_hparams_file(checkpoint_folder) if hparams_file is None else hparams_file

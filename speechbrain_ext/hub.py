@@ -1,9 +1,8 @@
 """Publishing a model folder on the Hugging Face hub.
 
-The folder needs no change to load from the hub: its Pretrainer fetches
-every file from the ``source`` ``from_hparams`` is given (see
-``speechbrain_ext.export``). Only the model card's loading snippet is
-rewritten to name the hub repo.
+The folder needs no change to load from the hub: its Pretrainer fetches every file from the ``source``
+``from_hparams`` is given (see ``speechbrain_ext.export``). Only the model card's loading snippet is rewritten
+to name the hub repo.
 """
 import shutil
 import tempfile
@@ -17,20 +16,10 @@ from speechbrain_ext.manifest import PathLike
 
 
 def push_to_hub(folder: PathLike, repo_id: str, token: Optional[str] = None) -> str:
-    """Upload a model folder to the Hugging Face hub with ``huggingface_hub.upload_folder``.
+    """Upload a model folder with ``huggingface_hub.upload_folder``; returns the hub's commit URL.
 
-    The folder needs no change to load from the hub (module docstring);
-    the uploaded model card's snippet loads ``source=repo_id``.
-
-    Returns
-    -------
-    str
-        The commit URL reported by the hub.
-
-    Raises
-    ------
-    ModelError
-        One line when the hub cannot be reached or refuses the upload.
+    The uploaded model card's snippet loads ``source=repo_id``. A ``ModelError`` of one line when the hub
+    cannot be reached or refuses the upload.
     """
     import huggingface_hub
 
@@ -43,10 +32,8 @@ def push_to_hub(folder: PathLike, repo_id: str, token: Optional[str] = None) -> 
             card.write_text(card.read_text(encoding="utf-8").replace(local, hub), encoding="utf-8")
         try:
             huggingface_hub.create_repo(repo_id, token=token, exist_ok=True)
-            commit = huggingface_hub.upload_folder(
-                repo_id=repo_id, folder_path=staging, repo_type="model", token=token,
-                commit_message="Upload speechbrain_ext speaker verification model",
-            )
+            commit = huggingface_hub.upload_folder(repo_id=repo_id, folder_path=staging, repo_type="model", token=token,
+                                                   commit_message="Upload speechbrain_ext speaker verification model")
         except Exception as err:  # noqa: BLE001 -- any hub/network failure becomes one line
             raise ModelError(f"push to hub {repo_id} failed: {type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}") from None

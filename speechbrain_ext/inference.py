@@ -1,11 +1,9 @@
-"""Loading an exported model folder for verification, offline, with its calibrated score.
+"""Loading an exported model folder (``export.export_model``, possibly moved) offline, with its calibrated score.
 
-:func:`load_verifier` gives SpeechBrain's ``SpeakerRecognition`` (every
-method of it works: ``encode_batch``, ``verify_files``, ``classify_file``)
-that scores and decides as the folder was calibrated
-(``calibration.load_scoring``: cosine or AS-norm with the folder's cohort,
-and the threshold of ``threshold.json``). The folder is the one
-``speechbrain_ext.export.export_model`` writes; it may have been moved.
+:func:`load_verifier` gives SpeechBrain's ``SpeakerRecognition`` (every method of it works: ``encode_batch``,
+``verify_files``, ``classify_file``) that scores and decides as the folder was calibrated
+(``calibration.load_scoring``: cosine or AS-norm with the folder's cohort, and the threshold of
+``threshold.json``).
 """
 import tempfile
 from pathlib import Path
@@ -26,12 +24,9 @@ REQUIRED_FILES = ("hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt",
 class CalibratedSpeakerRecognition(SpeakerRecognition):
     """``SpeakerRecognition`` that scores and decides as the model was calibrated.
 
-    ``scoring`` (cosine or AS-norm with the folder's cohort) and
-    ``threshold`` come from ``threshold.json``/``cohort.pt`` (set by
-    :func:`load_verifier`); ``verify_batch``/``verify_files`` use them unless
-    a threshold is passed, and accept ``score >= threshold`` as
-    ``speechbrain_ext.metrics`` does (SpeechBrain's own ``verify_batch``
-    returns cosine scores and uses ``>`` and 0.25).
+    ``scoring`` and ``threshold`` are set by :func:`load_verifier`; ``verify_batch``/``verify_files`` use them
+    unless a threshold is passed, and accept ``score >= threshold`` as ``speechbrain_ext.metrics`` does
+    (SpeechBrain's own ``verify_batch`` returns cosine scores and uses ``>`` and 0.25).
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -51,11 +46,8 @@ class CalibratedSpeakerRecognition(SpeakerRecognition):
 def check_model_folder(folder: PathLike) -> Path:
     """Absolute path of an exported model folder, after checking its files.
 
-    Raises
-    ------
-    FileNotFoundError
-        "no such folder" for a path that does not exist (SpeechBrain would
-        try it as a hub id), or the list of missing files.
+    ``FileNotFoundError`` for a path that does not exist (SpeechBrain would try it as a hub id) or the list of
+    missing files.
     """
     path = Path(folder).absolute()
     if not path.is_dir():
@@ -67,20 +59,10 @@ def check_model_folder(folder: PathLike) -> Path:
 
 
 def load_verifier(folder: PathLike, savedir: Optional[PathLike] = None) -> CalibratedSpeakerRecognition:
-    """Load an exported model folder offline, with its calibrated scoring and threshold.
+    """Load an exported model folder offline, with ``.scoring`` and ``.threshold`` from ``calibration.load_scoring``.
 
-    Arguments
-    ---------
-    folder : path
-        Model folder written by ``speechbrain_ext.export.export_model`` (may have been moved).
-    savedir : path, optional
-        Where SpeechBrain links the files; default: a new temporary folder
-        (a reused savedir keeps stale links from another model).
-
-    Returns
-    -------
-    CalibratedSpeakerRecognition
-        With ``.scoring`` and ``.threshold`` from ``calibration.load_scoring``.
+    ``savedir``, where SpeechBrain links the files, defaults to a new temporary folder (a reused savedir keeps
+    stale links from another model).
     """
     path = check_model_folder(folder)
     savedir = Path(savedir) if savedir is not None else Path(tempfile.mkdtemp(prefix="sbext_model_"))

@@ -1,12 +1,12 @@
 """Atomic file writes: a killed process never leaves a half-written output.
 
-Every manifest, trial list, score file and exported model file goes through
-``atomic_write``: the content is written to a temporary file in the same
-folder, flushed and fsync-ed, then renamed over the destination, which POSIX
-guarantees to be atomic.
+Every manifest, trial list, score file and exported model file goes through ``atomic_write``: the content is
+written to a temporary file in the same folder, flushed and fsync-ed, then renamed over the destination, which
+POSIX guarantees to be atomic.
 """
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Iterator
@@ -17,9 +17,7 @@ if TYPE_CHECKING:  # the manifest module imports this one: no import cycle at ru
 
 @contextlib.contextmanager
 def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` on success.
-
-    If the body raises, the temporary file is removed and ``path`` is untouched.
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success (on an error, ``path`` is untouched).
 
     Example
     -------
@@ -51,8 +49,4 @@ def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[I
 def atomic_copy(src: "PathLike", dst: "PathLike") -> None:
     """Copy ``src`` to ``dst`` atomically (temporary file + rename)."""
     with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
-        while True:
-            block = fin.read(1 << 20)
-            if not block:
-                break
-            fout.write(block)
+        shutil.copyfileobj(fin, fout, 1 << 20)

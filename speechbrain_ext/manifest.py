@@ -1,21 +1,18 @@
 """Manifests, trial lists and score files: the row type, reading and writing them.
 
-The one home of the project's file formats (data preparation writes them,
-training, evaluation and the benchmarks read them):
+The one home of the project's file formats (data preparation writes them, training, evaluation and the
+benchmarks read them):
 
-- **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line:
-  ``ID,duration,wav,start,stop,spk_id`` plus ``genre`` where the corpus has
-  one. ``wav`` is one audio path or several joined by ``;`` (read in order
-  and joined into one signal); ``start``/``stop`` are sample indices at
-  :data:`SAMPLE_RATE` into that signal, ``stop`` exclusive;
-  ``duration = (stop - start) / SAMPLE_RATE`` seconds.
-- **Trial list**: one trial a line, ``enroll_id test_id target|nontarget``
-  (``1``/``0`` accepted), read as :data:`Trial` ``(enroll_id, test_id, label)``
-  with label 1 = target, 0 = non-target.
+- **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line: ``ID,duration,wav,start,stop,spk_id`` plus
+  ``genre`` where the corpus has one. ``wav`` is one audio path or several joined by ``;`` (read in order and
+  joined into one signal); ``start``/``stop`` are sample indices at :data:`SAMPLE_RATE` into that signal,
+  ``stop`` exclusive; ``duration = (stop - start) / SAMPLE_RATE`` seconds.
+- **Trial list**: one trial a line, ``enroll_id test_id target|nontarget`` (``1``/``0`` accepted), read as
+  :data:`Trial` ``(enroll_id, test_id, label)`` with label 1 = target, 0 = non-target; blank lines skipped.
 - **Score file**: ``enroll_id test_id score target|nontarget``.
 
-Every file is written atomically (``io_utils.atomic_write``). No torch
-import: data preparation uses this module and stays light.
+Every file is written atomically (``io_utils.atomic_write``). A malformed file raises a :class:`ManifestError`
+of one line naming the file and line. No torch import: data preparation uses this module and stays light.
 """
 import csv
 import os
@@ -72,14 +69,8 @@ class ManifestRow:
 
 
 def read_manifest(path: PathLike) -> List[ManifestRow]:
-    """Read a manifest CSV, in file order.
-
-    Raises
-    ------
-    ManifestError
-        One line naming the file (and line) for a missing file or column
-        (``ID``, ``wav``, ``start``, ``stop``), a bad ``start``/``stop`` or a
-        repeated ``ID``.
+    """Read a manifest CSV, in file order; refused: a missing file or column (``ID``, ``wav``, ``start``,
+    ``stop``), a bad ``start``/``stop`` or a repeated ``ID``.
 
     Example
     -------
@@ -127,10 +118,8 @@ def speaker_count(path: PathLike) -> int:
 
 
 def _labelled_lines(path: PathLike, num_fields: int, expected: str) -> Iterator[Tuple[int, List[str]]]:
-    """``(line number, fields)`` of the non-blank lines of a trial or score file.
-
-    Each line must have ``num_fields`` fields, the last a label of :data:`LABELS`.
-    """
+    """``(line number, fields)`` of the non-blank lines of a trial or score file, each of ``num_fields`` fields,
+    the last a label of :data:`LABELS`."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             fields = line.split()
@@ -141,34 +130,10 @@ def _labelled_lines(path: PathLike, num_fields: int, expected: str) -> Iterator[
             yield line_no, fields
 
 
-def read_trials(
-    path: PathLike,
-    enroll_ids: Optional[Collection[str]] = None,
-    test_ids: Optional[Collection[str]] = None,
-) -> List[Trial]:
-    """Read and validate a trial list.
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        One trial a line, ``enroll_id test_id label``, label
-        ``target``/``nontarget`` or ``1``/``0``; blank lines are skipped.
-    enroll_ids : collection of str, optional
-        If given, every enrolment id must be in it (e.g. the ``ID`` column of
-        ``enroll.csv``).
-    test_ids : collection of str, optional
-        If given, every test id must be in it.
-
-    Returns
-    -------
-    trials : list of (str, str, int)
-        ``(enroll_id, test_id, label)``, label 1 = target, 0 = non-target.
-
-    Raises
-    ------
-    ManifestError
-        One line naming the file and line for a malformed line or an unknown
-        id, or naming the file if it has no trials.
+def read_trials(path: PathLike, enroll_ids: Optional[Collection[str]] = None,
+                test_ids: Optional[Collection[str]] = None) -> List[Trial]:
+    """Read and validate a trial list; refused: a malformed line, no trial, or an id not in ``enroll_ids``
+    (e.g. the ``ID`` column of ``enroll.csv``) or ``test_ids`` when given.
 
     Example
     -------
@@ -193,6 +158,7 @@ def read_trials(
 
 
 def _label_name(label: int) -> str:
+    """``target`` or ``nontarget``."""
     return "target" if label else "nontarget"
 
 
@@ -203,16 +169,7 @@ def write_trials(path: PathLike, trials: Iterable[Trial]) -> None:
 
 
 def write_scores(path: PathLike, trials: Sequence[Trial], scores: Sequence[float]) -> None:
-    """Write ``enroll_id test_id score target|nontarget`` lines atomically.
-
-    Arguments
-    ---------
-    path : str or os.PathLike
-        Output file (``scores.txt``); left untouched on an error.
-    trials : sequence of (str, str, int)
-        As returned by :func:`read_trials`.
-    scores : array-like
-        One finite score per trial, shape ``[T]``.
+    """Write ``enroll_id test_id score target|nontarget`` lines atomically, one finite score ``[T]`` per trial.
 
     Example
     -------

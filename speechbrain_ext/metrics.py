@@ -1,26 +1,21 @@
 """Verification metrics computed by sorting: EER, normalised minDCF, DET curve,
 and speaker-level bootstrap confidence intervals (plain and paired).
 
-Every function sorts the ``N`` trial scores once (``O(N log N)`` time, ``O(N)``
-memory), so CN-Celeb's 3.5 M trials take seconds; SpeechBrain's
-``metric_stats.minDCF`` builds a ``[2N, N]`` matrix instead and runs out of
+Every function sorts the ``N`` trial scores once (``O(N log N)`` time, ``O(N)`` memory), so CN-Celeb's 3.5 M
+trials take seconds; SpeechBrain's ``metric_stats.minDCF`` builds a ``[2N, N]`` matrix instead and runs out of
 memory there (SpeechBrain issue #1387).
 
-Threshold convention
---------------------
 A trial is **accepted when ``score >= threshold``**. For a threshold ``t``::
 
-    FRR(t) = #{targets with score <  t} / #targets       (miss rate, FNR)
+    FRR(t) = #{targets with score <  t} / #targets         (miss rate, FNR)
     FAR(t) = #{non-targets with score >= t} / #non-targets (false alarms, FPR)
 
-The operating points are the thresholds ``t`` = each distinct score (ascending;
-the smallest accepts every trial) plus ``t = +inf``, which rejects every trial.
-A threshold returned here can be used as is with ``score >= threshold``, e.g.
-in :func:`error_rates`.
+The operating points are the thresholds ``t`` = each of the ``U`` distinct scores (ascending; the smallest
+accepts every trial) plus ``t = +inf``, which rejects every trial. A threshold returned here is used as is
+with ``score >= threshold``, e.g. in :func:`error_rates`.
 
-Labels: 1 = target (same speaker), 0 = non-target. Scores and labels are 1-D
-numpy arrays, sequences or torch tensors of equal length; bad input raises a
-``ValueError`` with one line saying what is wrong.
+``scores`` and ``labels`` (1 = target, 0 = non-target) are 1-D numpy arrays, sequences or torch tensors of
+equal length ``[N]``; bad input raises a ``ValueError`` with one line saying what is wrong.
 """
 from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
@@ -41,15 +36,7 @@ def _as_numpy(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_trials(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
-    """Validate trial scores and labels.
-
-    Returns
-    -------
-    scores : np.ndarray
-        Float64 scores, shape ``[N]``.
-    labels : np.ndarray
-        Boolean target mask, shape ``[N]``.
-    """
+    """Validated float64 scores ``[N]`` and boolean target mask ``[N]``."""
     scores = _as_numpy(scores, "scores")
     labels = _as_numpy(labels, "labels")
     if len(scores) != len(labels):
@@ -61,9 +48,7 @@ def _check_trials(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.
     scores = scores.astype(np.float64)
     bad = ~np.isfinite(scores)
     if bad.any():
-        raise ValueError(
-            f"scores contain {int(bad.sum())} NaN/inf values (first at index {int(np.argmax(bad))})"
-        )
+        raise ValueError(f"scores contain {int(bad.sum())} NaN/inf values (first at index {int(np.argmax(bad))})")
     if labels.dtype != bool:
         if not np.issubdtype(labels.dtype, np.number):
             raise ValueError(f"labels must be 0/1, got dtype {labels.dtype}")
@@ -79,34 +64,11 @@ def _check_trials(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.
     return scores, labels
 
 
-def _operating_points(scores: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FAR and FRR at each distinct score and at +inf, by one sort.
-
-    Arguments
-    ---------
-    scores : np.ndarray
-        Validated scores, shape ``[N]``.
-    labels : np.ndarray
-        Boolean target mask, shape ``[N]``.
-
-    Returns
-    -------
-    thresholds : np.ndarray
-        Distinct scores ascending, then ``inf``; shape ``[U + 1]``.
-    far : np.ndarray
-        Non-increasing false-accept rates, shape ``[U + 1]`` (``far[0] = 1``).
-    frr : np.ndarray
-        Non-decreasing false-reject rates, shape ``[U + 1]`` (``frr[-1] = 1``).
-    """
-    trials = _SortedTrials(scores, labels)
-    return (trials.thresholds, *trials.rates())
-
-
 class _SortedTrials:
-    """Trials sorted once by score, so that weighted rates cost O(N) each (bootstrap).
+    """Trials sorted once by score, so that the rates at every operating point cost O(N) (bootstrap).
 
-    ``rates(w)`` gives FAR/FRR at every distinct score and +inf when trial i
-    counts ``w[i]`` times (all 1: the plain rates)::
+    ``points(w)`` gives the thresholds ``[U + 1]`` and FAR (non-increasing, ``far[0] = 1``) and FRR
+    (non-decreasing, ``frr[-1] = 1``) at each, when trial i counts ``w[i]`` times (default all 1)::
 
         FRR(t) = sum_i w_i [y_i = 1, s_i < t] / sum_i w_i [y_i = 1]
         FAR(t) = sum_i w_i [y_i = 0, s_i >= t] / sum_i w_i [y_i = 0]
@@ -122,14 +84,19 @@ class _SortedTrials:
         self.first = np.r_[first, len(scores)]
         self.thresholds = np.r_[sorted_scores[self.first[:-1]], np.inf]
 
-    def rates(self, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """``(far, frr)`` ``[U + 1]``; ``weights`` ``[N]`` in the original trial order."""
+    def points(self, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(thresholds, far, frr)``, each ``[U + 1]``; ``weights`` ``[N]`` in the original trial order."""
         w = np.ones(len(self.labels)) if weights is None else weights[self.order]
         targets_below = np.r_[0, np.cumsum(w * self.labels)][self.first]
         nontargets_below = np.r_[0, np.cumsum(w * ~self.labels)][self.first]
         frr = targets_below / targets_below[-1]
         far = (nontargets_below[-1] - nontargets_below) / nontargets_below[-1]
-        return far, frr
+        return self.thresholds, far, frr
+
+
+def _points(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, far, frr)`` of validated trials (:class:`_SortedTrials`)."""
+    return _SortedTrials(*_check_trials(scores, labels)).points()
 
 
 def _eer_point(thresholds: np.ndarray, far: np.ndarray, frr: np.ndarray) -> Tuple[float, float]:
@@ -155,23 +122,9 @@ def _min_dcf_point(thresholds: np.ndarray, far: np.ndarray, frr: np.ndarray, p_t
 
 
 def det_curve(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False-positive and false-negative rates at every operating point.
+    """``(fpr, fnr, thresholds)`` at every operating point, each ``[U + 1]``.
 
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-
-    Returns
-    -------
-    fpr : np.ndarray
-        FAR at each threshold, shape ``[U + 1]``, from 1 down to 0.
-    fnr : np.ndarray
-        FRR at each threshold, shape ``[U + 1]``, from 0 (or more) up to 1.
-    thresholds : np.ndarray
-        The ``U`` distinct scores ascending, then ``inf`` (reject all).
+    FAR falls from 1 to 0, FRR rises to 1; thresholds are the distinct scores ascending, then ``inf``.
 
     Example
     -------
@@ -179,93 +132,45 @@ def det_curve(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndar
     >>> fpr.tolist(), fnr.tolist(), thr.tolist()
     ([1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 1.0], [0.1, 0.5, 0.9, inf])
     """
-    thresholds, far, frr = _operating_points(*_check_trials(scores, labels))
+    thresholds, far, frr = _points(scores, labels)
     return far, frr, thresholds
 
 
 def eer(scores: ArrayLike, labels: ArrayLike) -> Tuple[float, float]:
-    """Equal error rate, linearly interpolated where FRR and FAR cross.
+    """``(eer, threshold)``: equal error rate in ``[0, 1]``, linearly interpolated where FRR and FAR cross.
 
-    With operating points ``k`` as in the module docstring, ``d = FRR - FAR``
-    rises from ``-1`` (accept all) to ``+1`` (reject all). Let ``k`` be the
-    first point with ``d[k] >= 0``; then::
+    ``d = FRR - FAR`` rises from ``-1`` (accept all) to ``+1`` (reject all) over the operating points
+    ``t``. With ``k`` the first point with ``d[k] >= 0``::
 
         a   = d[k-1] / (d[k-1] - d[k])             in (0, 1]
         EER = FRR[k-1] + a * (FRR[k] - FRR[k-1])   (= FAR on that segment)
-        thr = (1 - a) * t[k-1] + a * t[k]
-
-    If ``t[k]`` is the reject-all point (``inf``), ``thr = t[k-1]``.
-
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-
-    Returns
-    -------
-    eer : float
-        Equal error rate as a fraction in ``[0, 1]``.
-    threshold : float
-        Score threshold (accept ``score >= threshold``) at the crossing.
+        thr = (1 - a) * t[k-1] + a * t[k]          (t[k-1] if t[k] is the reject-all inf)
 
     Example
     -------
-    Targets 0.3, 0.8; non-targets 0.1, 0.6. At t = 0.3: FRR 0, FAR 1/2;
-    at t = 0.6: FRR 1/2, FAR 1/2, so d goes -1/2 -> 0, a = 1, EER = 1/2.
+    Targets 0.3, 0.8; non-targets 0.1, 0.6: d goes -1/2 (t = 0.3) -> 0 (t = 0.6), so a = 1, EER = 1/2.
 
     >>> eer([0.3, 0.8, 0.1, 0.6], [1, 1, 0, 0])
     (0.5, 0.6)
     """
-    return _eer_point(*_operating_points(*_check_trials(scores, labels)))
+    return _eer_point(*_points(scores, labels))
 
 
-def min_dcf(
-    scores: ArrayLike,
-    labels: ArrayLike,
-    p_target: float = 0.01,
-    c_miss: float = 1,
-    c_fa: float = 1,
-) -> Tuple[float, float]:
-    """Normalised minimum detection cost over all operating points.
-
-    ::
+def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1,
+            c_fa: float = 1) -> Tuple[float, float]:
+    """``(min_dcf, threshold)``: normalised minimum detection cost over all operating points::
 
         C_det(t) = c_miss * FRR(t) * p_target + c_fa * FAR(t) * (1 - p_target)
         minDCF   = min_t C_det(t) / min(c_miss * p_target, c_fa * (1 - p_target))
 
-    The normaliser is the cost of the better trivial system (accept all or
-    reject all), so a useless system scores 1. SpeechBrain's
-    ``metric_stats.minDCF`` returns the unnormalised ``min_t C_det(t)``.
-
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-    p_target : float
-        Prior probability of a target trial, in ``(0, 1)``.
-    c_miss : float
-        Cost of a false reject, > 0.
-    c_fa : float
-        Cost of a false accept, > 0.
-
-    Returns
-    -------
-    min_dcf : float
-        Normalised minimum detection cost (0 = perfect, <= 1 always).
-    threshold : float
-        Threshold reaching it (accept ``score >= threshold``); ``inf`` when
-        rejecting every trial is best.
+    ``0 < p_target < 1``, costs > 0. The normaliser is the cost of the better trivial system (accept all or
+    reject all), so a useless system scores 1; SpeechBrain's ``metric_stats.minDCF`` returns the
+    unnormalised ``min_t C_det(t)``. The threshold is ``inf`` when rejecting every trial is best.
 
     Example
     -------
-    Targets 0.3, 0.8; non-targets 0.1, 0.6; p_target = 0.25 so the normaliser
-    is 0.25. t = 0.1: C = 0.75*1 = 0.75; t = 0.3: 0.75*0.5 = 0.375;
-    t = 0.6: 0.25*0.5 + 0.75*0.5 = 0.5; t = 0.8: 0.25*0.5 = 0.125;
-    t = inf: 0.25. Minimum 0.125 / 0.25 = 0.5 at t = 0.8.
+    Targets 0.3, 0.8; non-targets 0.1, 0.6; p_target = 0.25 (normaliser 0.25): C = 0.75, 0.375, 0.5,
+    0.125, 0.25 at t = 0.1, 0.3, 0.6, 0.8, inf; minimum 0.125 / 0.25 = 0.5 at t = 0.8.
 
     >>> min_dcf([0.3, 0.8, 0.1, 0.6], [1, 1, 0, 0], p_target=0.25)
     (0.5, 0.8)
@@ -274,30 +179,15 @@ def min_dcf(
         raise ValueError(f"p_target must be in (0, 1), got {p_target}")
     if not (c_miss > 0 and c_fa > 0):
         raise ValueError(f"c_miss and c_fa must be > 0, got {c_miss} and {c_fa}")
-    return _min_dcf_point(*_operating_points(*_check_trials(scores, labels)), p_target, c_miss, c_fa)
+    return _min_dcf_point(*_points(scores, labels), p_target, c_miss, c_fa)
 
 
 def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float = 0.01) -> float:
-    """Lowest threshold whose false-accept rate is at most ``far``.
+    """Lowest threshold whose false-accept rate is at most ``far`` (in ``[0, 1]``).
 
-    Being the lowest such threshold, it gives the smallest FRR among those
-    meeting the FAR target. Choose it on development trials, then report
+    Being the lowest, it gives the smallest FRR among those meeting the FAR target; ``inf`` only if ``far``
+    is 0 and a non-target has the highest score. Choose it on development trials, then report
     :func:`error_rates` at it on test trials.
-
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-    far : float
-        Target false-accept rate in ``[0, 1]``.
-
-    Returns
-    -------
-    threshold : float
-        Accept ``score >= threshold``; ``inf`` only if ``far`` is 0 and a
-        non-target has the highest score.
 
     Example
     -------
@@ -306,28 +196,12 @@ def threshold_at_far(scores: ArrayLike, labels: ArrayLike, far: float = 0.01) ->
     """
     if not 0 <= far <= 1:
         raise ValueError(f"far must be in [0, 1], got {far}")
-    thresholds, fars, _ = _operating_points(*_check_trials(scores, labels))
+    thresholds, fars, _ = _points(scores, labels)
     return float(thresholds[int(np.argmax(fars <= far))])
 
 
 def error_rates(scores: ArrayLike, labels: ArrayLike, threshold: float) -> Tuple[float, float]:
-    """False-accept and false-reject rates at a fixed threshold.
-
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-    threshold : float
-        Accept ``score >= threshold``.
-
-    Returns
-    -------
-    far : float
-        Fraction of non-targets accepted.
-    frr : float
-        Fraction of targets rejected.
+    """``(far, frr)`` at a fixed threshold: fractions of non-targets accepted and of targets rejected.
 
     Example
     -------
@@ -348,16 +222,11 @@ BOOTSTRAP_METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> Iterator[np.ndarray]:
     """Trial weights ``[N]`` of each of ``num_resamples`` speaker-level bootstrap resamples.
 
-    Each resample draws as many speakers as there are, with replacement, and
-    keeps every trial of each drawn speaker: a trial's weight is the number
-    of times its speaker was drawn. Trials of one speaker are correlated;
-    resampling speakers, not trials, keeps that in the interval (Bolle et
-    al.'s "subsets bootstrap"). One resample at a time, so memory stays O(N).
-
-    Arguments
-    ---------
-    groups : array-like ``[N]``
-        The speaker of each trial (for verification: the test utterance's speaker).
+    ``groups`` ``[N]`` is the speaker of each trial (for verification: the test utterance's). Each resample
+    draws as many speakers as there are, with replacement, and keeps every trial of each drawn speaker: a
+    trial's weight is the number of times its speaker was drawn. Trials of one speaker are correlated;
+    resampling speakers, not trials, keeps that in the interval (Bolle et al.'s "subsets bootstrap"). One
+    resample at a time, so memory stays O(N).
 
     Example
     -------
@@ -380,26 +249,18 @@ def speaker_weights(groups: ArrayLike, num_resamples: int, seed: int = 0) -> Ite
 
 def _weighted_metrics(trials: _SortedTrials, weights: np.ndarray) -> Dict[str, float]:
     """EER and normalised minDCF (0.01, 0.05) with trial weights ``[N]``."""
-    points = (trials.thresholds, *trials.rates(weights))
+    points = trials.points(weights)
     return {"eer": _eer_point(*points)[0], "min_dcf_0.01": _min_dcf_point(*points, 0.01)[0],
             "min_dcf_0.05": _min_dcf_point(*points, 0.05)[0]}
 
 
-def bootstrap_values(
-    scores_a: ArrayLike,
-    scores_b: Optional[ArrayLike],
-    labels: ArrayLike,
-    groups: ArrayLike,
-    num_resamples: int = 1000,
-    seed: int = 0,
-) -> Dict[str, np.ndarray]:
-    """EER and minDCF (0.01, 0.05) of ``a``, or of ``a`` minus ``b``, on each speaker resample.
+def bootstrap_values(scores_a: ArrayLike, scores_b: Optional[ArrayLike], labels: ArrayLike, groups: ArrayLike,
+                     num_resamples: int = 1000, seed: int = 0) -> Dict[str, np.ndarray]:
+    """``{metric: [R]}``: EER and minDCF (0.01, 0.05) of ``a``, or of ``a`` minus ``b``, on each speaker resample.
 
-    Returns ``{metric: [R]}``. Resample r is the same for every call with the
-    same ``groups`` and ``seed``, so the values of several systems (or the
-    mean over training seeds of one system) combine resample by resample.
-    Resamples lacking a class are NaN. Each system is sorted once; a
-    resample then costs O(N) (weighted cumulative sums).
+    Resample r is the same for every call with the same ``groups`` and ``seed``, so the values of several
+    systems (or the mean over training seeds of one system) combine resample by resample. Resamples lacking a
+    class are NaN. Each system is sorted once; a resample then costs O(N) (weighted cumulative sums).
     """
     labels = _check_trials(scores_a, labels)[1]
     systems = [_SortedTrials(_check_trials(s, labels)[0], labels) for s in (scores_a, scores_b) if s is not None]
@@ -428,10 +289,9 @@ def paired_bootstrap_ci(scores_a: ArrayLike, scores_b: Optional[ArrayLike], labe
                         groups: ArrayLike, confidence: float = 0.95, **resampling) -> Dict[str, Tuple[float, float]]:
     """Bootstrap interval of ``metric(a) - metric(b)`` on the same trials and resamples.
 
-    Both systems are scored on every resample of test speakers, so their
-    shared difficulty cancels: a difference whose interval excludes 0 is
-    significant at ``1 - confidence``. With ``scores_b=None`` this is the
-    plain interval of ``metric(a)`` (:func:`bootstrap_ci`).
+    Both systems are scored on every resample of test speakers, so their shared difficulty cancels: a
+    difference whose interval excludes 0 is significant at ``1 - confidence``. With ``scores_b=None`` this is
+    the plain interval of ``metric(a)`` (:func:`bootstrap_ci`).
 
     Example
     -------
@@ -445,19 +305,10 @@ def paired_bootstrap_ci(scores_a: ArrayLike, scores_b: Optional[ArrayLike], labe
 
 def bootstrap_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike, confidence: float = 0.95,
                  **resampling) -> Dict[str, Tuple[float, float]]:
-    """Speaker-level bootstrap percentile intervals of EER and normalised minDCF.
+    """``{"eer" | "min_dcf_0.01" | "min_dcf_0.05": (low, high)}``: speaker-level bootstrap percentile intervals.
 
-    Arguments
-    ---------
-    scores, labels : ``[N]`` trial scores and 1/0 labels.
-    groups : ``[N]`` test speaker of each trial.
-    resampling : ``num_resamples`` (1000) and ``seed`` (0) of :func:`bootstrap_values`.
-
-    Returns
-    -------
-    ``{"eer" | "min_dcf_0.01" | "min_dcf_0.05": (low, high)}``, the
-    ``confidence`` percentile interval over the resamples (resamples lacking
-    a class are skipped).
+    ``groups`` ``[N]``: test speaker of each trial; ``resampling``: ``num_resamples`` (1000) and ``seed`` (0)
+    of :func:`bootstrap_values`. Resamples lacking a class are skipped.
 
     Example
     -------
@@ -469,3 +320,15 @@ def bootstrap_ci(scores: ArrayLike, labels: ArrayLike, groups: ArrayLike, confid
     True
     """
     return paired_bootstrap_ci(scores, None, labels, groups, confidence, **resampling)
+
+
+def interval_text(value: float, ci: Optional[Sequence[float]], scale: float = 1, digits: int = 2,
+                  signed: bool = False) -> str:
+    """``value [low, high]`` for tables (``value`` alone without ``ci``), each times ``scale``.
+
+    >>> interval_text(0.0512, [0.04, 0.061], 100), interval_text(-0.019, None, 100, signed=True)
+    ('5.12 [4.00, 6.10]', '-1.90')
+    """
+    fmt = f"{'+' if signed else ''}.{digits}f"
+    text = format(scale * value, fmt)
+    return text if ci is None else f"{text} [{format(scale * ci[0], fmt)}, {format(scale * ci[1], fmt)}]"

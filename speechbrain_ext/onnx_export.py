@@ -1,23 +1,20 @@
 """ONNX export of the whole embedding pipeline: Fbank -> sentence mean norm -> ECAPA.
 
-One graph, input ``wav [B, T]`` (16 kHz, dynamic ``B`` and ``T``), output
-``embedding [B, D]``, written with ``torch.onnx.export`` (TorchScript-based
-exporter) and checked against the PyTorch modules with onnxruntime.
+One graph, input ``wav [B, T]`` (16 kHz, dynamic ``B`` and ``T``), output ``embedding [B, D]``, written with
+``torch.onnx.export`` (TorchScript-based exporter) and checked against the PyTorch modules with onnxruntime.
 
-Fbank's STFT cannot be exported as is: SpeechBrain calls
-``torch.stft(..., return_complex=True)`` and the exporter refuses complex
-tensors ("STFT does not currently support complex types"); the newer
-dynamo exporter needs ``onnxscript``, which is not installed here. The graph
-therefore computes the same STFT as a strided ``conv1d`` with a fixed
-windowed-DFT kernel (:class:`ConvSTFT`)::
+Fbank's STFT cannot be exported as is: SpeechBrain calls ``torch.stft(..., return_complex=True)`` and the
+exporter refuses complex tensors ("STFT does not currently support complex types"); the newer dynamo exporter
+needs ``onnxscript``, which is not installed here. The graph therefore computes the same STFT as a strided
+``conv1d`` with a fixed windowed-DFT kernel (:class:`ConvSTFT`)::
 
     frames x_t[n] = padded_wav[t * hop + n],         n < n_fft
     re[t, k] =  sum_n x_t[n] w[n] cos(2 pi k n / n_fft)
     im[t, k] = -sum_n x_t[n] w[n] sin(2 pi k n / n_fft),   k <= n_fft / 2
 
-and reuses Fbank's own magnitude and Mel filterbank modules. Sentence mean
-normalisation of an unpadded utterance is ``feats - feats.mean(time)``.
-Parity with SpeechBrain's modules is checked on clips of several lengths.
+and reuses Fbank's own magnitude and Mel filterbank modules. Sentence mean normalisation of an unpadded
+utterance is ``feats - feats.mean(time)``. Parity with SpeechBrain's modules is checked on clips of several
+lengths.
 """
 import math
 import os
@@ -32,12 +29,8 @@ from speechbrain_ext.manifest import PathLike
 
 
 class ConvSTFT(torch.nn.Module):
-    """SpeechBrain's ``STFT`` output ``[B, T', F, 2]`` computed with a real ``conv1d``.
-
-    Arguments
-    ---------
-    stft : speechbrain.processing.features.STFT
-        The module to reproduce (``center``, ``pad_mode``, window, sizes).
+    """SpeechBrain's ``STFT`` output ``[B, T', F, 2]`` computed with a real ``conv1d``; ``stft`` is the module
+    to reproduce (``center``, ``pad_mode``, window, sizes).
 
     Example
     -------
@@ -77,12 +70,8 @@ class ConvSTFT(torch.nn.Module):
 class EmbeddingGraph(torch.nn.Module):
     """The exportable pipeline ``wav [B, T] -> embedding [B, D]`` for unpadded utterances.
 
-    Arguments
-    ---------
-    compute_features : speechbrain.lobes.features.Fbank
-        Without deltas or context.
-    embedding_model : torch.nn.Module
-        ``feats [B, T', M] -> [B, 1, D]``.
+    ``compute_features`` is an ``Fbank`` without deltas or context; ``embedding_model``: ``[B, T', M] ->
+    [B, 1, D]``.
     """
 
     def __init__(self, compute_features: Fbank, embedding_model: torch.nn.Module) -> None:
@@ -101,37 +90,26 @@ class EmbeddingGraph(torch.nn.Module):
 
 
 def export_onnx(modules: Dict[str, torch.nn.Module], path: PathLike, opset: int = 17) -> None:
-    """Write the ONNX graph of ``compute_features`` + sentence norm + ``embedding_model``.
+    """Write the ONNX graph of ``modules``' ``compute_features`` (Fbank) + sentence norm + ``embedding_model``.
 
-    Arguments
-    ---------
-    modules : dict
-        ``compute_features`` (Fbank) and ``embedding_model`` (e.g. from
-        ``EmbeddingExtractor.modules``); put in eval mode.
-    path : path
-        Output ``.onnx`` file (written to a temporary name, then renamed).
-    opset : int
-        ONNX opset.
+    ``modules`` are e.g. ``EmbeddingExtractor.modules`` and are put in eval mode; ``path`` is written to a
+    temporary name, then renamed.
     """
     graph = EmbeddingGraph(modules["compute_features"], modules["embedding_model"]).eval()
     tmp = f"{path}.tmp"
     with torch.no_grad():
-        torch.onnx.export(
-            graph, (torch.randn(1, 32000),), tmp, dynamo=False, opset_version=opset,
-            input_names=["wav"], output_names=["embedding"],
-            dynamic_axes={"wav": {0: "batch", 1: "time"}, "embedding": {0: "batch"}},
-        )
+        torch.onnx.export(graph, (torch.randn(1, 32000),), tmp, dynamo=False, opset_version=opset,
+                          input_names=["wav"], output_names=["embedding"],
+                          dynamic_axes={"wav": {0: "batch", 1: "time"}, "embedding": {0: "batch"}})
     os.replace(tmp, path)
 
 
-def onnx_parity(
-    path: PathLike, modules: Dict[str, torch.nn.Module], seconds: Sequence[float] = (0.5, 1.0, 2.3, 4.0)
-) -> float:
+def onnx_parity(path: PathLike, modules: Dict[str, torch.nn.Module],
+                seconds: Sequence[float] = (0.5, 1.0, 2.3, 4.0)) -> float:
     """Largest absolute difference between onnxruntime and the PyTorch modules.
 
-    The reference is SpeechBrain's own pipeline (``compute_features`` ->
-    ``mean_var_norm`` -> ``embedding_model``, as ``encode_batch``) on random
-    clips of the given lengths (seconds).
+    The reference is SpeechBrain's own pipeline (``compute_features`` -> ``mean_var_norm`` ->
+    ``embedding_model``, as ``encode_batch``) on random clips of the given lengths (seconds).
     """
     import onnxruntime
 

@@ -1,8 +1,8 @@
 """Evaluation figures: DET curves and target/non-target score histograms.
 
-Figures are drawn with matplotlib's Agg canvas (no display, no pyplot state)
-and saved as PNG through ``atomic_write``. Thresholds follow
-``speechbrain_ext.metrics``: a trial is accepted when ``score >= threshold``.
+Figures are drawn with matplotlib's Agg canvas (no display, no pyplot state) and saved as PNG through
+``atomic_write``. Scores and labels ``[N]`` and thresholds are as in ``speechbrain_ext.metrics``: a trial is
+accepted when ``score >= threshold``.
 """
 import io
 from typing import Mapping, Optional, Tuple
@@ -43,19 +43,10 @@ def _save(fig: Figure, path: PathLike) -> None:
 
 
 def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike) -> None:
-    """Plot DET curves on normal-deviate axes, each with its EER point marked.
+    """Plot one DET curve per legend name of ``curves`` (``name -> (scores, labels)``), EER points marked.
 
-    Axes are ``probit(FAR)`` (x) and ``probit(FRR)`` (y), labelled in percent,
-    so Gaussian score distributions give straight lines. Rates are clipped to
-    the plotted range (0.005 % to 90 %).
-
-    Arguments
-    ---------
-    curves : mapping of str to (scores, labels)
-        One curve per legend name; ``scores`` and ``labels`` as in
-        ``metrics.det_curve`` (shape ``[N]``, label 1 = target).
-    path : str or os.PathLike
-        PNG file to write.
+    Axes are ``probit(FAR)`` (x) and ``probit(FRR)`` (y), labelled in percent, so Gaussian score distributions
+    give straight lines. Rates are clipped to the plotted range (0.005 % to 90 %).
 
     Example
     -------
@@ -79,37 +70,20 @@ def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike) 
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * rate:.2f}%)")
         point = _probit(np.clip(rate, low, high))
         ax.plot(point, point, "o", color=line.get_color())
-    ticks = _probit(_DET_TICKS)
-    tick_labels = [f"{100 * p:g}" for p in _DET_TICKS]
-    ax.plot(_probit(np.array(_DET_LIMITS)), _probit(np.array(_DET_LIMITS)), ":", color="grey", lw=0.8)
+    ticks, tick_labels = _probit(_DET_TICKS), [f"{100 * p:g}" for p in _DET_TICKS]
+    limits = _probit(np.array(_DET_LIMITS))
+    ax.plot(limits, limits, ":", color="grey", lw=0.8)
     ax.set_xticks(ticks, tick_labels)
     ax.set_yticks(ticks, tick_labels)
-    ax.set_xlim(_probit(np.array(_DET_LIMITS)))
-    ax.set_ylim(_probit(np.array(_DET_LIMITS)))
-    ax.set_xlabel("False accept rate (%)")
-    ax.set_ylabel("False reject rate (%)")
-    ax.set_title("DET curve")
+    ax.set(xlim=limits, ylim=limits, xlabel="False accept rate (%)", ylabel="False reject rate (%)", title="DET curve")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()
     _save(fig, path)
 
 
-def plot_score_hist(
-    scores: ArrayLike, labels: ArrayLike, path: PathLike, threshold: Optional[float] = None
-) -> None:
-    """Plot target and non-target score densities on shared bins.
-
-    Arguments
-    ---------
-    scores : array-like
-        Trial scores, shape ``[N]``.
-    labels : array-like
-        1 = target, 0 = non-target, shape ``[N]``.
-    path : str or os.PathLike
-        PNG file to write.
-    threshold : float, optional
-        Decision threshold drawn as a vertical line (accept ``score >= threshold``).
+def plot_score_hist(scores: ArrayLike, labels: ArrayLike, path: PathLike, threshold: Optional[float] = None) -> None:
+    """Plot target and non-target score densities on shared bins, and ``threshold`` as a vertical line.
 
     Example
     -------
@@ -127,8 +101,7 @@ def plot_score_hist(
         ax.hist(scores[mask], bins=bins, density=True, alpha=0.5, label=f"{name} ({int(mask.sum())})")
     if threshold is not None:
         ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.4g}")
-    ax.set_xlabel("Score")
-    ax.set_ylabel("Density")
+    ax.set(xlabel="Score", ylabel="Density")
     ax.legend()
     fig.tight_layout()
     _save(fig, path)

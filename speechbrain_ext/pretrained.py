@@ -1,8 +1,7 @@
 """Finding the embedding-model weights of a pre-trained run or an exported model.
 
-SpeechBrain's ``Pretrainer``/``from_hparams`` treat a path that does not
-exist as a Hugging Face hub id and try the network; here a local path that
-does not exist is an error that says so.
+SpeechBrain's ``Pretrainer``/``from_hparams`` treat a path that does not exist as a Hugging Face hub id and try
+the network; here a local path that does not exist is an error that says so.
 """
 import os
 
@@ -14,16 +13,11 @@ EMBEDDING_FILE = "embedding_model.ckpt"
 
 
 def resolve_embedding_checkpoint(path: str) -> str:
-    """Path of ``embedding_model.ckpt`` for a model given as a folder.
+    """Path of ``embedding_model.ckpt`` for a model given as a folder (``FileNotFoundError`` of one line if none).
 
-    ``path`` may be an exported model folder or a ``CKPT+...`` folder (both
-    hold ``embedding_model.ckpt``), or a training save folder, whose
-    ``best_checkpoint`` (lowest ``ErrorRate``, else the newest; unfinished
-    saves ignored) is used.
-
-    Raises
-    ------
-    FileNotFoundError: one line naming the path and what is missing.
+    ``path`` may be an exported model folder or a ``CKPT+...`` folder (both hold ``embedding_model.ckpt``), or
+    a training save folder, whose ``best_checkpoint`` (lowest ``ErrorRate``, else the newest; unfinished saves
+    ignored) is used.
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such folder (pre-trained model expected)")

@@ -1,36 +1,24 @@
-"""Trial lists, cosine scoring and score normalisation (S-norm, AS-norm).
+"""Trial lists, cosine scoring, AS-norm score normalisation and enrolment voiceprints.
 
-Scoring follows the paper's evaluation conventions (method brief, section 4):
+Scoring follows the paper's evaluation conventions (method brief, section 4)::
 
-- **Cosine scoring**: ``s = <e/|e|, t/|t|>`` for enrolment embedding ``e`` and
-  test embedding ``t``, optionally after subtracting a mean embedding ``m``
-  (the training-set mean, WeSpeaker's ``mean_vec.npy``) from both:
-  ``e <- e - m``, ``t <- t - m``.
-- **AS-norm** (adaptive symmetric normalisation) with a cohort of ``C``
-  training-speaker mean embeddings::
+    cosine:  s  = <(e - m)/|e - m|, (t - m)/|t - m|>           e, t: [D]
+    AS-norm: s' = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]
+    voiceprint: v = (1/N) sum_i e_i/|e_i|                         (:func:`voiceprints`)
 
-      s' = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]
+``e`` is an enrolment and ``t`` a test embedding; the optional mean embedding ``m`` [D] (the training-set
+mean, WeSpeaker's ``mean_vec.npy``) is subtracted from both. ``mu_e``, ``sigma_e`` are the mean and
+population standard deviation of the ``top_n`` highest cosine scores of ``e`` against a cohort of ``C``
+training-speaker voiceprints (same mean subtraction), ``mu_t``, ``sigma_t`` the same for ``t``; with
+``top_n >= C`` this is S-norm.
 
-  where ``mu_e``, ``sigma_e`` are the mean and (population) standard deviation
-  of the ``top_n`` highest cosine scores of the enrolment embedding against the
-  cohort, and ``mu_t``, ``sigma_t`` the same for the test embedding.
-- **S-norm**: the same formula over the whole cohort (``top_n = C``).
-- **Enrolment**: a speaker's voiceprint is the mean of its L2-normalised
-  utterance embeddings, ``v = (1/N) sum_i e_i/|e_i|`` (:func:`voiceprints`).
+Evaluation, the voiceprint store and the access-control CLI all enrol with :func:`voiceprints` and score
+with a :class:`Scoring`, so the threshold measured on the trial lists is the one that applies at the door.
 
-The score a deployed system compares with its threshold is a :class:`Scoring`
-(``cosine`` or ``asnorm`` with its cohort). Evaluation, the voiceprint store
-and the access-control CLI all enrol with :func:`voiceprints` and score with a
-:class:`Scoring`, so the threshold measured on the trial lists is the one that
-applies at the door.
-
-Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair
-``(ids, matrix [N, D])``. Work is done in float64 torch tensors, in batches of
-trials or embeddings, so millions of trials fit in memory.
-
-Trials are :data:`speechbrain_ext.manifest.Trial` tuples ``(enroll_id,
-test_id, label)``; trial lists and score files are read and written by
-``speechbrain_ext.manifest``.
+Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair ``(ids, matrix [N, D])``. Work
+is done in float64 torch tensors, in batches of trials or embeddings, so millions of trials fit in memory.
+Trials are :data:`speechbrain_ext.manifest.Trial` tuples ``(enroll_id, test_id, label)`` (further fields
+ignored); ``speechbrain_ext.manifest`` reads and writes trial lists and score files.
 """
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -46,36 +34,9 @@ Embeddings = Union[Mapping[str, ArrayLike], Tuple[Sequence[str], ArrayLike]]
 SCORE_KINDS = ("cosine", "asnorm")
 
 
-def cosine_scores(
-    trials: Sequence[Trial],
-    enroll: Embeddings,
-    test: Embeddings,
-    mean: Optional[ArrayLike] = None,
-    batch_size: int = 16384,
-) -> np.ndarray:
-    """Cosine score of every trial.
-
-    ::
-
-        s[i] = <(e - m)/|e - m|, (t - m)/|t - m|>    e, t, m: [D]
-
-    Arguments
-    ---------
-    trials : sequence of (str, str, ...)
-        ``(enroll_id, test_id, ...)`` tuples; further fields are ignored.
-    enroll : mapping or (ids, matrix)
-        Enrolment embeddings, ``id -> [D]`` or ``(ids [E], [E, D])``.
-    test : mapping or (ids, matrix)
-        Test embeddings, ``id -> [D]`` or ``(ids [N], [N, D])``.
-    mean : array-like, optional
-        Mean embedding ``m`` [D] subtracted before normalising.
-    batch_size : int
-        Trials scored at once (memory ``~ 2 * batch_size * D`` floats).
-
-    Returns
-    -------
-    scores : np.ndarray
-        Float64 scores in ``[-1, 1]``, shape ``[T]``.
+def cosine_scores(trials: Sequence[Trial], enroll: Embeddings, test: Embeddings, mean: Optional[ArrayLike] = None,
+                  batch_size: int = 16384) -> np.ndarray:
+    """Float64 cosine score ``[T]`` of every trial, ``batch_size`` trials at a time (``~2 * batch_size * D`` floats).
 
     Example
     -------
@@ -94,61 +55,19 @@ def cosine_scores(
     return scores.numpy()
 
 
-def as_norm(
-    scores: ArrayLike,
-    trials: Sequence[Trial],
-    enroll: Embeddings,
-    test: Embeddings,
-    cohort: ArrayLike,
-    top_n: int = 100,
-    mean: Optional[ArrayLike] = None,
-    batch_size: int = 1024,
-) -> np.ndarray:
-    """Adaptive symmetric score normalisation with a top-N cohort.
+def as_norm(scores: ArrayLike, trials: Sequence[Trial], enroll: Embeddings, test: Embeddings, cohort: ArrayLike,
+            top_n: int = 100, mean: Optional[ArrayLike] = None, batch_size: int = 1024) -> np.ndarray:
+    """AS-norm ``[T]`` of the raw :func:`cosine_scores` ``[T]`` of ``trials`` (formula in the module docstring).
 
-    ::
-
-        c_e = cos(e, cohort) [C];  mu_e, sigma_e = mean, std of top_n of c_e
-        c_t = cos(t, cohort) [C];  mu_t, sigma_t = mean, std of top_n of c_t
-        s'  = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]
-
-    ``std`` is the population standard deviation (divides by ``top_n``).
-    Cohort scores use the same mean subtraction as the trial scores.
-
-    Arguments
-    ---------
-    scores : array-like
-        Raw trial scores from :func:`cosine_scores`, shape ``[T]``.
-    trials : sequence of (str, str, ...)
-        The trials the scores belong to.
-    enroll : mapping or (ids, matrix)
-        Enrolment embeddings, as in :func:`cosine_scores`.
-    test : mapping or (ids, matrix)
-        Test embeddings, as in :func:`cosine_scores`.
-    cohort : array-like
-        Cohort embeddings (training-speaker means), shape ``[C, D]``, C >= 2.
-    top_n : int
-        Cohort scores kept per side, >= 2; values above ``C`` use the whole
-        cohort (S-norm).
-    mean : array-like, optional
-        Mean embedding [D] subtracted before cosine scoring.
-    batch_size : int
-        Embeddings scored against the cohort at once (memory
-        ``~ batch_size * C`` floats).
-
-    Returns
-    -------
-    scores : np.ndarray
-        Normalised float64 scores, shape ``[T]``.
+    ``cohort`` is ``[C, D]`` with ``C >= 2``; ``top_n >= 2``, and ``top_n >= C`` uses the whole cohort
+    (S-norm). ``batch_size`` embeddings are scored against the cohort at once (``~batch_size * C`` floats).
 
     Example
     -------
     >>> _ = torch.manual_seed(0)
-    >>> enroll = {"a": torch.randn(8)}
-    >>> test = {"x": torch.randn(8), "y": torch.randn(8)}
+    >>> enroll, test = {"a": torch.randn(8)}, {"x": torch.randn(8), "y": torch.randn(8)}
     >>> trials = [("a", "x", 1), ("a", "y", 0)]
-    >>> raw = cosine_scores(trials, enroll, test)
-    >>> as_norm(raw, trials, enroll, test, torch.randn(50, 8), top_n=10).shape
+    >>> as_norm(cosine_scores(trials, enroll, test), trials, enroll, test, torch.randn(50, 8), top_n=10).shape
     (2,)
     """
     scores = _to_tensor(scores, "scores")
@@ -169,59 +88,16 @@ def as_norm(
     return (0.5 * ((scores - mu_e) / sigma_e + (scores - mu_t) / sigma_t)).numpy()
 
 
-def s_norm(
-    scores: ArrayLike,
-    trials: Sequence[Trial],
-    enroll: Embeddings,
-    test: Embeddings,
-    cohort: ArrayLike,
-    mean: Optional[ArrayLike] = None,
-    batch_size: int = 1024,
-) -> np.ndarray:
-    """Symmetric score normalisation over the whole cohort.
-
-    :func:`as_norm` with ``top_n = C``; same arguments and return value.
-
-    Example
-    -------
-    >>> enroll = {"a": [1.0, 0.0]}
-    >>> test = {"x": [0.0, 1.0]}
-    >>> cohort = [[1.0, 0.0], [0.0, 1.0]]  # cohort scores 1 and 0 on each side
-    >>> s_norm([0.0], [("a", "x", 0)], enroll, test, cohort).tolist()  # (0 - 0.5) / 0.5
-    [-1.0]
-    """
-    cohort = _to_tensor(cohort, "cohort")
-    return as_norm(scores, trials, enroll, test, cohort, len(cohort), mean, batch_size)
-
-
 def voiceprints(embeddings: ArrayLike, owner: Optional[ArrayLike] = None,
                 num_groups: Optional[int] = None) -> torch.Tensor:
-    """Enrolment voiceprints: the mean of the L2-normalised embeddings of each group.
-
-    ::
+    """Enrolment voiceprints ``[G, D]``: the mean of the L2-normalised embeddings ``[S, D]`` of each group::
 
         v[g] = (1 / |S_g|) * sum_{i in S_g} e[i] / |e[i]|      S_g = {i : owner[i] = g}
 
-    The one enrolment rule of the project: evaluation
-    (``embeddings.embed_rows``), the voiceprint store and the access-control
-    CLI all call it. Normalising before averaging gives every utterance the
-    same weight, whatever the norm of its embedding.
-
-    Arguments
-    ---------
-    embeddings : array-like
-        Utterance embeddings, shape ``[S, D]``.
-    owner : array-like, optional
-        Group (speaker or manifest row) of each embedding, integers ``[S]``;
-        default: all rows form one group.
-    num_groups : int, optional
-        Number of groups ``G``; default ``max(owner) + 1``. Every group needs
-        at least one embedding.
-
-    Returns
-    -------
-    torch.Tensor
-        Voiceprints ``[G, D]``, float32 (computed in float64).
+    The one enrolment rule of the project (``embeddings.embed_rows`` calls it too). Normalising before
+    averaging gives every utterance the same weight, whatever its norm. ``owner`` ``[S]``: integer group of
+    each embedding (default: one group); ``num_groups`` defaults to ``max(owner) + 1`` and every group needs an
+    embedding. Float32, computed in float64.
 
     Example
     -------
@@ -247,27 +123,12 @@ def voiceprints(embeddings: ArrayLike, owner: Optional[ArrayLike] = None,
 
 @dataclass(frozen=True)
 class Scoring:
-    """The score of a trial that a deployed threshold applies to.
+    """The score of a trial that a deployed threshold applies to: ``cosine`` or ``asnorm`` (module docstring).
 
-    ::
-
-        cosine:  s  = <v/|v|, t/|t|>                                 (cosine_scores)
-        asnorm:  s' = 0.5 * [(s - mu_v)/sigma_v + (s - mu_t)/sigma_t]  (as_norm, top_n of the cohort)
-
-    for an enrolment voiceprint ``v`` [D] (:func:`voiceprints`) and a test
-    embedding ``t`` [D]. ``recipes/evaluate.py`` calibrates the threshold on
-    one of these, the model folder records which (``threshold.json`` and
-    ``cohort.pt``), and the access-control front end scores with the same one.
-
-    Arguments
-    ---------
-    kind : str
-        ``"cosine"`` or ``"asnorm"``.
-    cohort : torch.Tensor, optional
-        AS-norm cohort ``[C, D]`` (training-speaker voiceprints); required
-        for, and only for, ``asnorm``.
-    top_n : int
-        AS-norm top-N cohort scores per side.
+    ``recipes/evaluate.py`` calibrates the threshold on one of these, the model folder records which
+    (``threshold.json`` and ``cohort.pt``), and the access-control front end scores with the same one.
+    ``cohort`` ``[C, D]`` (training-speaker voiceprints) is required for, and only for, ``asnorm``; ``top_n`` is
+    its AS-norm top-N per side.
 
     Example
     -------
@@ -320,9 +181,8 @@ def _normalise_rows(matrix: torch.Tensor, mean: Optional[ArrayLike]) -> torch.Te
     return matrix / norms
 
 
-def _embedding_table(
-    embeddings: Embeddings, name: str, mean: Optional[ArrayLike]
-) -> Tuple[Dict[str, int], torch.Tensor]:
+def _embedding_table(embeddings: Embeddings, name: str,
+                     mean: Optional[ArrayLike]) -> Tuple[Dict[str, int], torch.Tensor]:
     """Turn a mapping or ``(ids, matrix)`` into ``(id -> row, normalised [N, D])``."""
     if isinstance(embeddings, Mapping):
         ids = list(embeddings)
@@ -338,36 +198,31 @@ def _embedding_table(
     return {utt_id: row for row, utt_id in enumerate(ids)}, _normalise_rows(matrix, mean)
 
 
-def _trial_embeddings(
-    trials: Sequence[Trial], enroll: Embeddings, test: Embeddings, mean: Optional[ArrayLike]
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rows(index: Dict[str, int], ids: Sequence[str], name: str) -> torch.Tensor:
+    """Rows ``[T]`` of the trials' ``ids`` in an embedding table."""
+    try:
+        return torch.tensor([index[i] for i in ids])
+    except KeyError as e:
+        raise ValueError(f"{name} id {e.args[0]!r} of a trial has no embedding") from None
+
+
+def _trial_embeddings(trials: Sequence[Trial], enroll: Embeddings, test: Embeddings, mean: Optional[ArrayLike]
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normalised enrolment [E, D] and test [N, D] matrices, and each trial's rows in them [T]."""
     enroll_index, enroll_matrix = _embedding_table(enroll, "enrolment", mean)
     test_index, test_matrix = _embedding_table(test, "test", mean)
     if enroll_matrix.shape[1] != test_matrix.shape[1]:
         raise ValueError(
-            f"enrolment embeddings have dimension {enroll_matrix.shape[1]}, test ones {test_matrix.shape[1]}"
-        )
+            f"enrolment embeddings have dimension {enroll_matrix.shape[1]}, test ones {test_matrix.shape[1]}")
     if len(trials) == 0:
         raise ValueError("no trials to score")
-    try:
-        enroll_rows = [enroll_index[t[0]] for t in trials]
-    except KeyError as e:
-        raise ValueError(f"enrolment id {e.args[0]!r} of a trial has no embedding") from None
-    try:
-        test_rows = [test_index[t[1]] for t in trials]
-    except KeyError as e:
-        raise ValueError(f"test id {e.args[0]!r} of a trial has no embedding") from None
-    return enroll_matrix, test_matrix, torch.tensor(enroll_rows), torch.tensor(test_rows)
+    return (enroll_matrix, test_matrix, _rows(enroll_index, [t[0] for t in trials], "enrolment"),
+            _rows(test_index, [t[1] for t in trials], "test"))
 
 
-def _cohort_stats(
-    matrix: torch.Tensor, rows: torch.Tensor, cohort: torch.Tensor, top_n: int, batch_size: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-N cohort mean and std of ``matrix[rows]``, each shape ``[len(rows)]``.
-
-    Only the distinct rows are scored against the cohort ([B, C] per batch).
-    """
+def _cohort_stats(matrix: torch.Tensor, rows: torch.Tensor, cohort: torch.Tensor, top_n: int,
+                  batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Top-N cohort mean and std of ``matrix[rows]``, each ``[len(rows)]``; only distinct rows are scored ([B, C])."""
     used, inverse = torch.unique(rows, return_inverse=True)
     mu = torch.empty(len(used), dtype=torch.float64)
     sigma = torch.empty(len(used), dtype=torch.float64)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext.scoring import Scoring, as_norm, cosine_scores, s_norm, voiceprints
+from speechbrain_ext.scoring import Scoring, as_norm, cosine_scores, voiceprints
 
 DIM = 6
 
@@ -92,11 +92,11 @@ def test_as_norm_matches_loop(setup, top_n, use_mean):
 
 
 @pytest.mark.parametrize("use_mean", [False, True])
-def test_s_norm_is_whole_cohort(setup, use_mean):
+def test_as_norm_whole_cohort_is_s_norm(setup, use_mean):
     enroll, test, trials, cohort, mean = setup
     mean = mean if use_mean else None
     raw = cosine_scores(trials, enroll, test, mean=mean)
-    normed = s_norm(raw, trials, enroll, test, cohort, mean=mean)
+    normed = as_norm(raw, trials, enroll, test, cohort, top_n=len(cohort), mean=mean)
     np.testing.assert_allclose(normed, loop_as_norm(trials, enroll, test, cohort, len(cohort), mean), atol=1e-10)
     # top_n above the cohort size falls back to the whole cohort
     np.testing.assert_allclose(normed, as_norm(raw, trials, enroll, test, cohort, top_n=1000, mean=mean))
