@@ -39,7 +39,7 @@ resamples (``speechbrain_ext.comparison``).
 
 Every stage is a subprocess running the project's own command (printed, its
 output in ``<run folder>/ablation.log``). Stages are resumable: a training run
-whose ``ablation_run.json`` exists and an evaluation whose ``results.json``
+whose ``run.json`` exists and an evaluation whose ``results.json``
 exists are skipped; a training run that is re-done invalidates its
 evaluations. A run folder made with a different command is an error (use
 another ``--work_folder`` or ``--tag``).
@@ -77,27 +77,29 @@ quoted string of overrides for the pre-training runs.
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
-import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Tuple
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
+from data_prep.common import PrepError
+from speechbrain_ext.checkpoints import best_checkpoint_epoch
+from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.manifest import speaker_count
+from speechbrain_ext.metrics import interval_text
+from speechbrain_ext.pipeline import (PY, RUN_MARKER, Stage, StageError, evaluate_command, prepare, run_stages,
+                                      say, step_time, train_command)
+
 PRETRAIN_YAML = "hparams/pretrain_demo.yaml"
 TRANSFER_YAML = "hparams/transfer_demo.yaml"
 EVAL_YAML = "hparams/eval_demo.yaml"
 
 NO_TRANSFER = "no_transfer"
 BASELINE = "baseline_aam"
-VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_demo.yaml
+VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_shal.yaml
     BASELINE: ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"],
     "subcenter": ["--kl_final_weight=0", "--short_loss_weight=0"],
     "longshort_kl": ["--num_subcenters=1", "--topk=0"],
@@ -115,131 +117,6 @@ VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_
 }
 CONDITION_ORDER = ["1s", "2s", "3s", "full"]
 SPLITS = ("test", "dev")  # dev: choices; test: reported only
-RUN_MARKER = "ablation_run.json"
-
-_print_lock = threading.Lock()
-
-
-def say(text: str) -> None:
-    """Print a progress line at once (safe from worker threads)."""
-    with _print_lock:
-        print(text, flush=True)
-
-
-# ---------------------------------------------------------------- stages
-class Stage:
-    """One resumable subprocess: a training run or an evaluation."""
-
-    def __init__(self, name: str, cmd: Sequence[str], folder: Path, done_file: str,
-                 invalidates: Sequence[Path] = ()):
-        self.name, self.cmd, self.folder = name, [str(c) for c in cmd], folder
-        self.done = folder / done_file
-        self.invalidates = list(invalidates)  # results made from this run's output
-
-    def run(self, counter: str) -> dict:
-        """Run unless done; returns the stage record (written for training runs)."""
-        pretty = " ".join(shlex.quote(c) for c in self.cmd)
-        if self.done.is_file():
-            if self.done.name == RUN_MARKER:
-                record = json.loads(self.done.read_text())
-                if record["command"] != self.cmd:
-                    sys.exit(f"ablation: {self.folder} holds a run made with another command:\n"
-                             f"  {' '.join(record['command'])}\nuse another --work_folder or --tag")
-                say(f"[{counter}] skip {self.name} (done: {self.done})")
-                return record
-            say(f"[{counter}] skip {self.name} (done: {self.done})")
-            return {"command": self.cmd}
-        say(f"[{counter}] start {self.name}\n    $ {pretty}")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        log_path = self.folder / "ablation.log"
-        start = time.time()
-        with open(log_path, "w", encoding="utf-8") as log:
-            code = subprocess.run(self.cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  env=child_env()).returncode
-        wall = time.time() - start
-        if code != 0:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-            sys.exit(f"ablation: stage '{self.name}' failed (exit {code}); last lines of {log_path}:\n"
-                     + "\n".join(tail))
-        record = {"command": self.cmd, "wall_s": round(wall, 2)}
-        if self.done.name == RUN_MARKER:
-            self.done.write_text(json.dumps(record, indent=1))
-        for path in self.invalidates:
-            path.unlink(missing_ok=True)
-        say(f"[{counter}] done  {self.name} in {wall:.0f} s")
-        return record
-
-
-_threads_per_job = 0
-
-
-def child_env() -> Dict[str, str]:
-    """Environment of the subprocesses: offline, and CPU threads shared between jobs."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    if _threads_per_job:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(_threads_per_job)
-    return env
-
-
-def run_all(stages: List[Stage], jobs: int, what: str) -> List[dict]:
-    """Run stages (``jobs`` at a time); stops on the first failure."""
-    say(f"\n=== {what}: {len(stages)} run(s)")
-    labels = [f"{what} {i + 1}/{len(stages)}" for i in range(len(stages))]
-    if jobs <= 1:
-        return [s.run(label) for s, label in zip(stages, labels)]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda pair: pair[0].run(pair[1]), zip(stages, labels)))
-
-
-# ---------------------------------------------------------------- helpers
-def prepare(yaml: str, overrides: Dict[str, str]) -> None:
-    """Run the yaml's own ``prepare_data`` (skipped by it when already prepared).
-
-    Overrides go in as yaml text, as on the command line, so ``seed: 7`` is an int.
-    """
-    from data_prep.common import PrepError
-    from speechbrain_ext.builder import build_modules, read_nodes
-
-    text = "\n".join(f"{key}: {json.dumps(value)}" if key != "seed" else f"seed: {int(value)}"
-                     for key, value in overrides.items())
-    try:
-        build_modules(read_nodes(ROOT / yaml, ["prepare_data"], text, fill_placeholders=False))["prepare_data"]()
-    except PrepError as err:
-        sys.exit(f"ablation: {overrides['data_folder']}: {err}")
-
-
-def count_speakers(train_csv: Path) -> int:
-    """Distinct ``spk_id`` values of a manifest."""
-    from speechbrain_ext.manifest import speaker_count
-
-    return speaker_count(train_csv)
-
-
-def step_time(train_log: Path) -> Optional[float]:
-    """Mean of the epochs' ``train step_time_s`` in a ``train_log.txt`` (None if absent)."""
-    if not train_log.is_file():
-        return None
-    times = [float(m) for m in re.findall(r"train step_time_s: ([0-9.e+-]+)", train_log.read_text())]
-    return statistics.mean(times) if times else None
-
-
-def best_epoch(save_folder: Path) -> Optional[int]:
-    """Epoch of the checkpoint the evaluation loads (lowest validation error)."""
-    from speechbrain_ext.checkpoints import best_checkpoint_epoch
-
-    return best_checkpoint_epoch(save_folder)
-
-
-def flags(overrides: Dict[str, str]) -> List[str]:
-    return [f"--{k}={v}" for k, v in overrides.items()]
-
-
-def atomic_json(path: Path, content) -> None:
-    from speechbrain_ext.io_utils import atomic_write
-
-    with atomic_write(path) as f:
-        json.dump(content, f, indent=2)
 
 
 def ordered_conditions(conditions) -> List[str]:
@@ -271,15 +148,14 @@ def compare(evals: Dict[tuple, "Stage"], split: str, seeds: List[int], variants:
 
 
 def cell(summary: dict, metric: str, scale: float, digits: int, diff: bool = False) -> str:
-    """``mean [low, high]`` of a metric or of its difference from the baseline."""
-    source = summary["diff_vs_baseline"] if diff else summary
-    value = source[metric] if diff else source[f"{metric}_mean"]
-    low, high = source[f"{metric}_ci"]
-    sign = "+" if diff else ""
-    return f"{scale * value:{sign}.{digits}f} [{scale * low:{sign}.{digits}f}, {scale * high:{sign}.{digits}f}]"
+    """``mean [low, high]`` of a metric over seeds, or of its paired difference from the baseline."""
+    if diff:
+        source = summary["diff_vs_baseline"]
+        return interval_text(source[metric], source[f"{metric}_ci"], scale, digits, signed=True)
+    return interval_text(summary[f"{metric}_mean"], summary[f"{metric}_ci"], scale, digits)
 
 
-def print_report(summary: Dict[str, dict], seeds: List[int], args, prep: Dict[int, Path]) -> None:
+def print_report(summary: Dict[str, dict], seeds: List[int], prep: Dict[int, Path]) -> None:
     """EER % and minDCF@0.01 tables per split: mean over seeds [95 % CI], and the paired
     difference from ``baseline_aam`` [95 % CI]; a warning when the test set is small."""
     print(f"\n=== ablation: mean over seeds {seeds} [95 % speaker-bootstrap CI]; "
@@ -301,9 +177,7 @@ def print_report(summary: Dict[str, dict], seeds: List[int], args, prep: Dict[in
     step = {v: r["step_time_s"] for v, r in summary.items() if r.get("step_time_s")}
     if step:
         print("\nseconds per transfer step: " + ", ".join(f"{v} {t:.2f}" for v, t in step.items()))
-    from speechbrain_ext.manifest import read_manifest
-
-    speakers = min(len({row.spk_id for row in read_manifest(prep[s] / "enroll.csv")}) for s in seeds)
+    speakers = min(speaker_count(prep[s] / "enroll.csv") for s in seeds)
     if speakers < 30:
         print(f"\nnote: only {speakers} test speakers per seed: the confidence intervals are wide; a "
               "target corpus of >= 150 speakers gives the 60 test speakers this benchmark is sized for")
@@ -356,20 +230,17 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 @dataclass
 class Plan:
-    """Where every seed's runs go, and the speaker counts the training commands name."""
+    """Where every seed's runs go."""
 
     seeds: List[int]
-    pre_seeds: List[int]
+    pre_seeds: List[int]  # the seeds that pre-train (the first only with --share_pretrain)
     pre_folder: Dict[int, Path]
     target_prep: Dict[int, Path]
     run_folder: Dict[tuple, Path]
-    pre_over: Dict[int, Dict[str, str]] = field(default_factory=dict)
-    pre_speakers: Dict[int, int] = field(default_factory=dict)
-    target_speakers: Dict[int, int] = field(default_factory=dict)
 
 
-def prepare_splits(args, work: Path, source: Path, target: Path) -> Plan:
-    """Run the yamls' own ``prepare_data`` for the source and for each seed's target split."""
+def prepare_splits(args, work: Path, target: Path) -> Plan:
+    """Each seed's target split, by the transfer yaml's own ``prepare_data`` (training runs then skip it)."""
     seeds = [args.first_seed + i for i in range(args.seeds)]
     pre_seeds = seeds[:1] if args.share_pretrain else seeds
     plan = Plan(seeds, pre_seeds,
@@ -377,17 +248,11 @@ def prepare_splits(args, work: Path, source: Path, target: Path) -> Plan:
                 {s: work / f"seed{s}" / "target" / "manifests" for s in seeds},
                 {(v, s): work / f"seed{s}" / (v + (f"-{args.tag}" if args.tag else ""))
                  for s in seeds for v in args.variants})
-    say(f"=== preparing manifests ({len(pre_seeds)} source, {len(seeds)} target split(s))")
-    for s in pre_seeds:
-        plan.pre_over[s] = {"seed": str(s), "data_folder": str(source), "output_folder": str(plan.pre_folder[s])}
-        prepare(PRETRAIN_YAML, plan.pre_over[s])
-        plan.pre_speakers[s] = count_speakers(plan.pre_folder[s] / "manifests" / "train.csv")
+    say(f"=== preparing {len(seeds)} target split(s)")
     for s in seeds:
-        prepare(TRANSFER_YAML, {"seed": str(s), "data_folder": str(target), "test_ratio": args.test_ratio,
-                                "dev_ratio": args.dev_ratio,
-                                "output_folder": str(plan.target_prep[s].parent),
-                                "pretrained_path": str(plan.pre_folder[s] / "save")})
-        plan.target_speakers[s] = count_speakers(plan.target_prep[s] / "train.csv")
+        prepare(TRANSFER_YAML, {"seed": s, "data_folder": target, "test_ratio": args.test_ratio,
+                                "dev_ratio": args.dev_ratio, "output_folder": plan.target_prep[s].parent,
+                                "pretrained_path": plan.pre_folder[s] / "save"})
     return plan
 
 
@@ -400,24 +265,27 @@ def evaluation_stages(plan: Plan, args, work: Path) -> Dict[tuple, Stage]:
         for variant, (model, out) in models.items():
             for split in SPLITS:
                 folder = out if split == "test" else out.with_name(out.name + "_" + split)
+                options = {"seed": s, "model_hparams": model / "hyperparams.yaml", "device": args.device}
+                if split != "test":
+                    options["eval_folder"] = plan.target_prep[s] / split
+                if args.no_asnorm:
+                    options["cohort_csv"] = "null"
                 evals[(variant, s, split)] = Stage(
                     f"evaluate {variant} seed {s} on {split}",
-                    [PY, "recipes/evaluate.py", EVAL_YAML, f"--seed={s}", f"--model_folder={model / 'save'}",
-                     f"--model_hparams={model / 'hyperparams.yaml'}", f"--prep_folder={plan.target_prep[s]}",
-                     *([] if split == "test" else [f"--eval_folder={plan.target_prep[s] / split}"]),
-                     *(["--cohort_csv=null"] if args.no_asnorm else []),
-                     f"--output_folder={folder}", f"--device={args.device}"], folder, "results.json")
+                    evaluate_command(EVAL_YAML, model / "save", plan.target_prep[s], folder, **options),
+                    folder / "results.json", folder / "ablation.log")
     return evals
 
 
-def training_stages(plan: Plan, args, target: Path, evals: Dict[tuple, Stage]) -> Tuple[List[Stage], List[Stage]]:
+def training_stages(plan: Plan, args, source: Path, target: Path,
+                    evals: Dict[tuple, Stage]) -> Tuple[List[Stage], List[Stage]]:
     """Pre-training runs (one per seed, or one shared) and transfer runs, interleaved by seed
     so that machine-load drift hits the variants alike; a re-done run invalidates its evaluations."""
-    device = f"--device={args.device}"
     pre = [Stage(f"pre-train seed {s}",
-                 [PY, "recipes/train.py", PRETRAIN_YAML, *flags(plan.pre_over[s]),
-                  f"--out_n_neurons={plan.pre_speakers[s]}", f"--number_of_epochs={args.pretrain_epochs}",
-                  device, *shlex.split(args.pretrain_extra)], plan.pre_folder[s], RUN_MARKER,
+                 train_command(PRETRAIN_YAML, {"seed": s, "data_folder": source, "output_folder": plan.pre_folder[s],
+                                               "number_of_epochs": args.pretrain_epochs, "device": args.device},
+                               shlex.split(args.pretrain_extra)),
+                 plan.pre_folder[s] / RUN_MARKER, plan.pre_folder[s] / "ablation.log",
                  invalidates=[evals[(NO_TRANSFER, t, split)].done for t in plan.seeds for split in SPLITS
                               if plan.pre_folder[t] == plan.pre_folder[s]])
            for s in plan.pre_seeds]
@@ -425,12 +293,13 @@ def training_stages(plan: Plan, args, target: Path, evals: Dict[tuple, Stage]) -
     for s in plan.seeds:
         for variant in args.variants:
             folder = plan.run_folder[(variant, s)]
-            cmd = [PY, "recipes/train.py", TRANSFER_YAML, f"--seed={s}", f"--data_folder={target}",
-                   f"--output_folder={folder}", f"--prep_folder={plan.target_prep[s]}", "--skip_prep=True",
-                   f"--pretrained_path={plan.pre_folder[s] / 'save'}", f"--out_n_neurons={plan.target_speakers[s]}",
-                   *([f"--number_of_epochs={args.transfer_epochs}"] if args.transfer_epochs else []),
-                   device, *VARIANTS[variant], *args.extra]
-            runs.append(Stage(f"transfer {variant} seed {s}", cmd, folder, RUN_MARKER,
+            overrides = {"seed": s, "data_folder": target, "output_folder": folder, "prep_folder": plan.target_prep[s],
+                         "skip_prep": True, "pretrained_path": plan.pre_folder[s] / "save", "device": args.device}
+            if args.transfer_epochs:
+                overrides["number_of_epochs"] = args.transfer_epochs
+            runs.append(Stage(f"transfer {variant} seed {s}",
+                              train_command(TRANSFER_YAML, overrides, VARIANTS[variant] + args.extra),
+                              folder / RUN_MARKER, folder / "ablation.log",
                               invalidates=[evals[(variant, s, split)].done for split in SPLITS]))
     return pre, runs
 
@@ -444,7 +313,7 @@ def collect(plan: Plan, args, evals: Dict[tuple, Stage]) -> Dict[str, dict]:
         steps = [step_time(save[s] / "train_log.txt") for s in plan.seeds]
         summary[variant] = {"step_time_s": (None if variant == NO_TRANSFER or None in steps
                                             else round(statistics.mean(steps), 4)),
-                            "evaluated_epoch": [best_epoch(save[s] / "save") for s in plan.seeds]}
+                            "evaluated_epoch": [best_checkpoint_epoch(save[s] / "save") for s in plan.seeds]}
     for split in SPLITS:
         say(f"=== bootstrap ({args.bootstrap_resamples} speaker resamples) on {split}")
         table = compare(evals, split, plan.seeds, [NO_TRANSFER, *args.variants], plan.target_prep,
@@ -454,20 +323,23 @@ def collect(plan: Plan, args, evals: Dict[tuple, Stage]) -> Dict[str, dict]:
     return summary
 
 
+def write_json(path: Path, content) -> None:
+    with atomic_write(path) as f:
+        json.dump(content, f, indent=2)
+
+
 def main(argv: List[str]) -> None:
-    global _threads_per_job
     args = parse_args(argv)
-    _threads_per_job = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0)
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0)
     started = time.time()
     work = Path(args.work_folder).resolve()
     source, target = Path(args.source_folder).resolve(), Path(args.target_folder).resolve()
 
-    plan = prepare_splits(args, work, source, target)
+    plan = prepare_splits(args, work, target)
     evals = evaluation_stages(plan, args, work)
-    pre_stages, runs = training_stages(plan, args, target, evals)
-    run_all(pre_stages, args.jobs, "pre-train")
-    run_all(runs, args.jobs, "transfer")
-    run_all(list(evals.values()), args.jobs, "evaluate")
+    pre_stages, runs = training_stages(plan, args, source, target, evals)
+    for stages, what in ((pre_stages, "pre-train"), (runs, "transfer"), (list(evals.values()), "evaluate")):
+        run_stages(stages, what, args.jobs, threads)
     summary = collect(plan, args, evals)
 
     out = Path(args.output_json)
@@ -476,18 +348,21 @@ def main(argv: List[str]) -> None:
             "target_folder": str(target), "pretrain_epochs": args.pretrain_epochs,
             "transfer_epochs": args.transfer_epochs or "yaml default", "extra_overrides": args.extra,
             "pretrain_extra": args.pretrain_extra, "tag": args.tag, "work_folder": str(work),
-            "jobs": args.jobs, "threads_per_run": _threads_per_job or "torch default",
+            "jobs": args.jobs, "threads_per_run": threads or "torch default",
             "command": [PY, "benchmarks/ablation.py", *argv], "eer_unit": "fraction",
             "bootstrap_resamples": args.bootstrap_resamples,
             "ci": "95 % percentile interval of the mean over seeds, test speakers resampled",
             "step_time_definition": "seconds per optimiser step, mean of the epochs' step_time_s in train_log.txt",
             "runtime_s_this_invocation": round(time.time() - started, 1)}
-    atomic_json(out, summary)
-    atomic_json(out.with_suffix(".meta.json"), meta)
-    print_report(summary, plan.seeds, args, plan.target_prep)
+    write_json(out, summary)
+    write_json(out.with_suffix(".meta.json"), meta)
+    print_report(summary, plan.seeds, plan.target_prep)
     print(f"\nwrote {out} and {out.with_suffix('.meta.json')}; this invocation took "
           f"{time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (StageError, PrepError) as err:
+        sys.exit(f"ablation: {err}")

@@ -1,16 +1,15 @@
 #!/usr/bin/env python3
 """Embedding throughput: our length-bucketed extraction vs ``encode_batch`` per file.
 
-Same model (the demo ECAPA of hparams/pretrain_demo.yaml, random weights,
-exported to a temporary model folder), same files, CPU. Two file sets:
+Same model (the demo ECAPA of hparams/pretrain_demo.yaml, random weights, exported to a temporary model
+folder), same files, CPU. Two file sets:
 
-- ``crops``: test-duration crops, ``--files`` clips each of 1, 2 or 3 s
-  (what the short-duration conditions embed: many equal lengths);
-- ``mixed``: the same number of files of random lengths 1-6 s (no two
-  equal, so bucketing falls back to batches of one).
+- ``crops``: test-duration crops, ``--files`` clips each of 1, 2 or 3 s (what the short-duration conditions
+  embed: many equal lengths);
+- ``mixed``: the same number of files of random lengths 1-6 s (no two equal, so bucketing falls back to
+  batches of one).
 
-Throughput is seconds of audio per second of wall time, file reading
-included on both sides. Usage::
+Throughput is seconds of audio per second of wall time, file reading included on both sides. Usage::
 
     python benchmarks/bench_embeddings.py [--files 48] [--batch_size 16] [--threads 2]
 """
@@ -19,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, List
 
 import numpy as np
 import soundfile as sf
@@ -30,7 +30,7 @@ from speechbrain.inference.classifiers import EncoderClassifier
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from speechbrain_ext.builder import load_extractor  # noqa: E402
+from speechbrain_ext.builder import compose, load_extractor  # noqa: E402
 from speechbrain_ext.embeddings import embed_rows  # noqa: E402
 from speechbrain_ext.export import export_model  # noqa: E402
 from speechbrain_ext.manifest import ManifestRow  # noqa: E402
@@ -40,8 +40,8 @@ TRAIN_YAML = ROOT / "hparams" / "pretrain_demo.yaml"
 
 def make_model(tmp: Path) -> Path:
     """A randomly initialised demo model, saved and exported; returns the model folder."""
-    with open(TRAIN_YAML, encoding="utf-8") as f:
-        hp = load_hyperpyyaml(f, {"data_folder": str(tmp), "output_folder": str(tmp / "run"), "out_n_neurons": 4})
+    hp = load_hyperpyyaml(compose(TRAIN_YAML, {"data_folder": str(tmp), "output_folder": str(tmp / "run"),
+                                               "out_n_neurons": 4}))
     hp["checkpointer"].save_checkpoint()
     encoder = CategoricalEncoder()
     encoder.update_from_iterable(["a", "b", "c", "d"])
@@ -60,21 +60,21 @@ def make_files(folder: Path, lengths) -> list:
     return rows
 
 
-def best_time(run, repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls of ``run()``, after one untimed warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
+def timings(call: Callable[[], object], n: int) -> List[float]:
+    """Wall times (s) of ``n`` calls of ``call()``, after one untimed warm-up call."""
+    call()
+    out = []
+    for _ in range(n):
         start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        call()
+        out.append(time.perf_counter() - start)
+    return out
 
 
 def ours(rows, model_folder: Path, batch_size: int, repeats: int) -> float:
     """Seconds of wall time of length-bucketed extraction (no cache)."""
     extractor = load_extractor(model_folder / "hyperparams.yaml", model_folder, batch_size)
-    return best_time(lambda: embed_rows(rows, extractor, "concat", cache_dir=None, name="ours"), repeats)
+    return min(timings(lambda: embed_rows(rows, extractor, "concat", cache_dir=None, name="ours"), repeats))
 
 
 def speechbrain_per_file(rows, model_folder: Path, savedir: Path, repeats: int) -> float:
@@ -86,7 +86,7 @@ def speechbrain_per_file(rows, model_folder: Path, savedir: Path, repeats: int) 
             for row in rows:
                 model.encode_batch(torch.from_numpy(sf.read(row.wav, dtype="float32")[0]).unsqueeze(0))
 
-    return best_time(run, repeats)
+    return min(timings(run, repeats))
 
 
 def main() -> None:

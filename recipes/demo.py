@@ -14,26 +14,20 @@ demo doubles as a worked example; stages whose outputs exist are skipped
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
 from speechbrain_ext.manifest import read_manifest
+from speechbrain_ext.metrics import interval_text
+from speechbrain_ext.pipeline import (PY, Stage, StageError, evaluate_command, export_command, synth_command,
+                                      train_command)
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
 
-
-def run(cmd: List[str], timings: Dict[str, float], name: str) -> None:
-    """Run one stage, echoing its command; stop the demo if it fails."""
-    print(f"\n=== {name}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
-    start = time.time()
-    if subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode != 0:
-        sys.exit(f"demo: stage '{name}' failed")
-    timings[name] = time.time() - start
+def run(cmd: List, timings: Dict[str, float], name: str) -> None:
+    """Run one stage (its command echoed) and time it."""
+    timings[name] = Stage(name, cmd).run()["wall_s"]
 
 
 def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
@@ -74,27 +68,17 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
             f"enrol {spk} (access-control CLI)")
     run(cli + ["list", "--db", db], timings, "list enrolled speakers")
     for claim, wav in (("genuine", tests[spk_a]), ("impostor", tests[spk_b]), ("replayed genuine", tests[spk_a])):
-        cmd = cli + ["verify", "--model", model, "--db", db, spk_a, wav]
-        print(f"\n=== {claim} claim to be {spk_a}\n$ {shlex.join(str(c) for c in cmd)}", flush=True)
-        start = time.time()
-        status = subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode
-        timings[f"verify the {claim} claim"] = time.time() - start
-        if status not in (0, 1):
-            sys.exit(f"demo: verify failed with status {status}")
-        print(f"exit status {status}: {'accepted' if status == 0 else 'rejected'}")
+        name = f"verify the {claim} claim to be {spk_a}"
+        record = Stage(name, cli + ["verify", "--model", model, "--db", db, spk_a, wav], ok=(0, 1)).run()
+        timings[name] = record["wall_s"]
+        print(f"exit status {record['exit']}: {'accepted' if record['exit'] == 0 else 'rejected'}")
     run(cli + ["log", "--db", db], timings, "audit log: enrolments and claims")
 
 
 def results_table(pre: Dict[str, dict], tra: Dict[str, dict]) -> str:
     """EER % and minDCF@0.01 by condition, pre-trained vs transferred, with 95 % CIs."""
     def cell(r: dict, metric: str, scale: float, digits: int) -> str:
-        if metric not in r:
-            return "-"
-        text = f"{scale * r[metric]:.{digits}f}"
-        if f"{metric}_ci" in r:
-            low, high = r[f"{metric}_ci"]
-            text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
-        return text
+        return interval_text(r[metric], r.get(f"{metric}_ci"), scale, digits) if metric in r else "-"
 
     lines = [f"{'condition':<12}{'trials':>8}{'pre-trained EER %':>24}{'transferred EER %':>24}"
              f"{'pre minDCF':>22}{'transferred minDCF':>22}"]
@@ -127,35 +111,24 @@ def main() -> None:
     pre, tra = out / "pretrain", out / "transfer"
     timings: Dict[str, float] = {}
 
-    synth = [PY, "data_prep/synth_digits.py", "--seed", args.seed]
-    run(synth + ["--output_folder", source, "--domain", "source", "--num_speakers",
-                 args.source_speakers, "--utts_per_speaker", args.source_utts],
-        timings, "generate source corpus (English, text-independent)")
-    run(synth + ["--output_folder", target, "--domain", "target", "--num_speakers",
-                 args.target_speakers, "--utts_per_speaker", args.target_utts],
-        timings, "generate target corpus (Mandarin digit strings)")
-
-    common = {"seed": args.seed}
-    pre_over = {**common, "data_folder": str(source), "output_folder": str(pre)}
-    tra_over = {**common, "data_folder": str(target), "output_folder": str(tra),
-                "pretrained_path": str(pre / "save")}
-    def flags(d: Dict[str, object]) -> List[str]:
-        return [f"--{k}={v}" for k, v in d.items()]
-
-    run([PY, "recipes/train.py", "hparams/pretrain_demo.yaml", *flags(pre_over),
-         f"--number_of_epochs={args.pretrain_epochs}"], timings, "pre-train ECAPA-TDNN (source)")
-    run([PY, "recipes/train.py", "hparams/transfer_demo.yaml", *flags(tra_over),
-         f"--number_of_epochs={args.transfer_epochs}"], timings, "transfer with the joint loss (target)")
-
-    evaluate = [PY, "recipes/evaluate.py", "hparams/eval_demo.yaml", f"--prep_folder={tra / 'manifests'}"]
-    run(evaluate + [f"--model_folder={pre / 'save'}", f"--output_folder={out / 'eval_pretrained'}"],
-        timings, "evaluate the pre-trained model on the target test speakers")
-    run(evaluate + [f"--model_folder={tra / 'save'}", f"--output_folder={out / 'eval_transfer'}"],
-        timings, "evaluate the transferred model (threshold calibrated on the dev speakers)")
-    run([PY, "recipes/export.py", "--checkpoint_folder", tra / "save", "--output_folder", out / "model",
-         "--threshold_file", out / "eval_transfer" / "threshold.json",
-         "--results_json", out / "eval_transfer" / "results.json"],
-        timings, "export a SpeakerRecognition model folder")
+    run(synth_command(source, "source", args.source_speakers, args.source_utts, args.seed), timings,
+        "generate source corpus (English, text-independent)")
+    run(synth_command(target, "target", args.target_speakers, args.target_utts, args.seed), timings,
+        "generate target corpus (Mandarin digit strings)")
+    run(train_command("hparams/pretrain_demo.yaml", {"seed": args.seed, "data_folder": source, "output_folder": pre,
+                                                     "number_of_epochs": args.pretrain_epochs}),
+        timings, "pre-train ECAPA-TDNN (source)")
+    run(train_command("hparams/transfer_demo.yaml", {"seed": args.seed, "data_folder": target, "output_folder": tra,
+                                                      "pretrained_path": pre / "save",
+                                                      "number_of_epochs": args.transfer_epochs}),
+        timings, "transfer with the joint loss (target)")
+    for model, name, what in ((pre, "eval_pretrained", "the pre-trained model on the target test speakers"),
+                              (tra, "eval_transfer", "the transferred model (threshold calibrated on the dev "
+                                                     "speakers)")):
+        run(evaluate_command("hparams/eval_demo.yaml", model / "save", tra / "manifests", out / name), timings,
+            f"evaluate {what}")
+    run(export_command(tra / "save", out / "model", out / "eval_transfer"), timings,
+        "export a SpeakerRecognition model folder")
     start = time.time()
     verify_with_speechbrain(out / "model", tra / "manifests" / "test.csv")
     timings["verify two files"] = time.time() - start
@@ -185,4 +158,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main()
+    try:
+        main()
+    except StageError as err:
+        sys.exit(f"demo: {err}")

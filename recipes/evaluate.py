@@ -40,12 +40,12 @@ from typing import Dict, List
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_ext.builder import load_extractor
+from speechbrain_ext.builder import compose, load_extractor
 from speechbrain_ext.calibration import COHORT_FILE, save_cohort
 from speechbrain_ext.embeddings import embed_manifest, speaker_means
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import read_manifest, read_trials, write_scores
-from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, min_dcf, threshold_at_far
+from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, interval_text, min_dcf, threshold_at_far
 from speechbrain_ext.plots import plot_det, plot_score_hist
 from speechbrain_ext.scoring import Scoring
 
@@ -125,15 +125,6 @@ def deploy(dev, dev_enroll, dev_test, candidates: Dict[str, Scoring], mean, hp: 
             "subtract_mean": hp["subtract_mean"]}
 
 
-def with_ci(result: Dict, metric: str, scale: float, digits: int) -> str:
-    """``value [low, high]`` of a metric (the interval when it was computed)."""
-    text = f"{scale * result[metric]:.{digits}f}"
-    if f"{metric}_ci" in result:
-        low, high = result[f"{metric}_ci"]
-        text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
-    return text
-
-
 def results_table(results: Dict[str, Dict], threshold: Dict) -> str:
     """Markdown table of every condition (95 % CIs), with FAR/FRR at the calibrated threshold."""
     lines = ["| condition | trials | EER (%) [95% CI] | minDCF 0.01 [95% CI] | minDCF 0.05 | "
@@ -142,8 +133,8 @@ def results_table(results: Dict[str, Dict], threshold: Dict) -> str:
     for cond, r in results.items():
         at = (f"{100 * r['far_at_threshold']:.2f} | {100 * r['frr_at_threshold']:.2f}"
               if "far_at_threshold" in r else "- | -")
-        lines.append(f"| {cond} | {r['num_trials']} | {with_ci(r, 'eer', 100, 2)} | "
-                     f"{with_ci(r, 'min_dcf_0.01', 1, 3)} | {r['min_dcf_0.05']:.3f} | {at} |")
+        lines.append(f"| {cond} | {r['num_trials']} | {interval_text(r['eer'], r.get('eer_ci'), 100)} | "
+                     f"{interval_text(r['min_dcf_0.01'], r.get('min_dcf_0.01_ci'), 1, 3)} | {r['min_dcf_0.05']:.3f} | {at} |")
     measured = (f"measured test FAR {100 * threshold['test_far']:.2f}% (FRR {100 * threshold['test_frr']:.2f}%)"
                 if "test_far" in threshold else "no full test list to measure it on")
     lines += ["", f"Threshold {threshold['threshold']:.4f} on {threshold['score']} scores ({threshold['method']} on "
@@ -261,8 +252,7 @@ def main(argv: List[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     try:
-        with open(hparams_file, encoding="utf-8") as fin:
-            hp = load_hyperpyyaml(fin, overrides)
+        hp = load_hyperpyyaml(compose(hparams_file, overrides))
         Path(hp["output_folder"]).mkdir(parents=True, exist_ok=True)
         evaluate(hp, run_opts)
     except (ValueError, FileNotFoundError) as err:

@@ -27,8 +27,9 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
 from speechbrain_ext.brains import ConfigError
-from speechbrain_ext.builder import build_modules, read_nodes
+from speechbrain_ext.builder import build_modules, compose, read_nodes
 from speechbrain_ext.dataio import speaker_datasets
+from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import read_manifest, speaker_count
 
 # the yaml keys needed before the yaml is loaded: preparation and the classifier size
@@ -62,6 +63,16 @@ def prepare(hparams_file: str, overrides: str) -> str:
     return f"{overrides}\nout_n_neurons: {size}".strip()
 
 
+def save_hparams(composed: str, hparams_file: str, output_folder: str) -> None:
+    """Write the run's ``hyperparams.yaml`` (what export and evaluation read), atomically.
+
+    Not SpeechBrain's ``create_experiment_directory(hyperparams_to_save=...)``:
+    that re-reads the file alone, which misses a demo yaml's ``base``.
+    """
+    with atomic_write(os.path.join(output_folder, "hyperparams.yaml")) as f:
+        f.write(f"# Generated from {os.path.abspath(hparams_file)} with its base and overrides\n{composed}")
+
+
 def prepare_augmentation_sources(hparams: dict) -> None:
     """Generate noise and RIR CSVs when ``generate_augment_sources`` asks for it.
 
@@ -93,10 +104,10 @@ def main(argv) -> sb.Brain:
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     overrides = prepare(hparams_file, overrides)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    composed = compose(hparams_file, overrides).getvalue()
+    hparams = load_hyperpyyaml(composed)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"])
+    run_on_main(save_hparams, args=[composed, hparams_file, hparams["output_folder"]])
 
     run_on_main(prepare_augmentation_sources, kwargs={"hparams": hparams})
     brain_class = hparams["brain_class"]
@@ -105,7 +116,6 @@ def main(argv) -> sb.Brain:
 
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                         hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.num_speakers = len(encoder)
     brain.fit(hparams["epoch_counter"], train, valid,
               train_loader_kwargs=hparams["train_dataloader_options"],
               valid_loader_kwargs=hparams["valid_dataloader_options"])

@@ -17,9 +17,8 @@ an exported or published folder's ``hyperparams.yaml``, or the run's own one
 that SpeechBrain writes beside the save folder.
 """
 import io
-import os
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import ruamel.yaml
 import torch
@@ -48,42 +47,57 @@ def _yaml() -> ruamel.yaml.YAML:
     return y
 
 
-def _placeholders(hparams_file: PathLike) -> Dict[str, str]:
-    """``{key: UNUSED}`` for every ``!PLACEHOLDER`` key of a yaml."""
-    with open(hparams_file, encoding="utf-8") as f:
-        raw = _yaml().load(f)
-    return {k: UNUSED for k, v in raw.items() if getattr(getattr(v, "tag", None), "value", None) == "!PLACEHOLDER"}
+BASE_KEY = "base"  # a yaml with ``base: <file>`` is that file plus its own keys
+
+
+def raw_tree(hparams_file: PathLike) -> Tuple[dict, Path]:
+    """A yaml's top-level nodes, unresolved, and the file its ``!include:`` paths are relative to.
+
+    A file with ``base: <yaml>`` (a path relative to the file) is composed:
+    the base file's tree with each of this file's keys put in its place, so a
+    demo yaml lists only what differs from the full-size one. HyperPyYAML has
+    no such merge (its ``!include:`` nests a file under a key), hence this.
+    A key the base does not have is a :class:`ModelError` (a typo would
+    otherwise be silently ignored).
+    """
+    path = Path(hparams_file)
+    if not path.is_file():
+        raise ModelError(f"{hparams_file}: no such hparams file")
+    tree = _yaml().load(path.read_text(encoding="utf-8"))
+    if not isinstance(tree, dict) or BASE_KEY not in tree:
+        return tree, path
+    full, origin = raw_tree(path.parent / tree.pop(BASE_KEY))
+    unknown = [key for key in tree if key not in full]
+    if unknown:
+        raise ModelError(f"{hparams_file}: {', '.join(unknown)} not in its base {origin.name}")
+    full.update(tree)
+    return full, origin
+
+
+def compose(hparams_file: PathLike, overrides: Overrides = None) -> io.StringIO:
+    """The yaml text of ``hparams_file`` (its ``base`` merged, :func:`raw_tree`) with ``overrides``
+    applied and references and includes resolved, as ``load_hyperpyyaml`` would; load it with that."""
+    tree, origin = raw_tree(hparams_file)
+    stream = io.StringIO()
+    _yaml().dump(tree, stream)
+    stream.seek(0)
+    stream.name = str(origin)  # resolve_references finds !include: files beside this name
+    return resolve_references(stream, overrides, overrides_must_match=True)
 
 
 def read_nodes(hparams_file: PathLike, keys: Sequence[str], overrides: Overrides = None,
                fill_placeholders: bool = True) -> Dict[str, object]:
-    """The yaml nodes of ``keys``, with references resolved, not instantiated.
+    """The yaml nodes of ``keys`` (references resolved, :func:`compose`), not instantiated.
 
-    Arguments
-    ---------
-    hparams_file : path
-        A HyperPyYAML file.
-    keys : sequence of str
-        Top-level keys to return.
-    overrides : mapping or yaml text, optional
-        Applied as ``load_hyperpyyaml`` applies them (a mapping when
-        ``fill_placeholders``).
-    fill_placeholders : bool
-        Set the ``!PLACEHOLDER`` keys not in ``overrides`` to ``"unused"``
-        (data paths, when only the model is read); ``False``: they must be
-        given, as when loading the whole yaml.
-
-    Raises
-    ------
-    ModelError
-        If the file is missing or lacks one of ``keys``.
+    ``fill_placeholders`` sets the ``!PLACEHOLDER`` keys not in ``overrides``
+    (a mapping then) to ``"unused"``: data paths, when only the model is read.
+    A missing file or key is a :class:`ModelError`.
     """
-    if not os.path.isfile(hparams_file):
-        raise ModelError(f"{hparams_file}: no such hparams file")
     if fill_placeholders:
-        overrides = {**_placeholders(hparams_file), **(overrides or {})}
-    with open(hparams_file, encoding="utf-8") as f:
-        tree = _yaml().load(resolve_references(f, overrides))
+        placeholders = {k: UNUSED for k, v in raw_tree(hparams_file)[0].items()
+                        if getattr(getattr(v, "tag", None), "value", None) == "!PLACEHOLDER"}
+        overrides = {**placeholders, **(overrides or {})}
+    tree = _yaml().load(compose(hparams_file, overrides))
     missing = [k for k in keys if k not in tree]
     if missing:
         raise ModelError(f"{hparams_file}: no {', '.join(missing)} key(s)")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hyperpyyaml import load_hyperpyyaml, resolve_references
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_ext.__main__ import EXIT_ERROR
 from speechbrain_ext.__main__ import main as cli_main
-from speechbrain_ext.builder import EMBEDDING_KEYS, ModelError, load_extractor, read_nodes
+from speechbrain_ext.builder import compose, EMBEDDING_KEYS, ModelError, load_extractor, read_nodes
 from speechbrain_ext.calibration import save_cohort
 from speechbrain_ext.export import export_model, files_in, speaker_head
 from speechbrain_ext.hub import push_to_hub
@@ -41,8 +41,7 @@ def make_tiny_run(folder: Path, speakers=SPEAKERS, rows_per_speaker: int = 1) ->
     """
     overrides = {**TINY, "data_folder": str(folder / "data"), "output_folder": str(folder / "run"),
                  "out_n_neurons": len(speakers) * rows_per_speaker}
-    with open(TRAIN_YAML, encoding="utf-8") as f:
-        hp = load_hyperpyyaml(f, overrides)
+    hp = load_hyperpyyaml(compose(TRAIN_YAML, overrides))
     gen = torch.Generator().manual_seed(0)
     for module in hp["embedding_model"].modules():
         if isinstance(module, torch.nn.BatchNorm1d):
@@ -52,8 +51,7 @@ def make_tiny_run(folder: Path, speakers=SPEAKERS, rows_per_speaker: int = 1) ->
     encoder = CategoricalEncoder()
     encoder.update_from_iterable(speakers)
     encoder.save(Path(hp["save_folder"]) / "label_encoder.txt")
-    with open(TRAIN_YAML, encoding="utf-8") as f:
-        (folder / "run" / "hyperparams.yaml").write_text(resolve_references(f, overrides).getvalue())
+    (folder / "run" / "hyperparams.yaml").write_text(compose(TRAIN_YAML, overrides).getvalue())
     return Path(hp["save_folder"])
 
 

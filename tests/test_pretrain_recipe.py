@@ -10,6 +10,8 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_ext.builder import compose
+
 from recipe_utils import ROOT, run, train_command
 
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -17,8 +19,8 @@ sys.path.insert(0, str(ROOT / "recipes"))
 
 def load_yaml(name: str, **overrides):
     """The whole yaml loaded, without data: ``out_n_neurons`` (null: counted by the recipe) given."""
-    with open(ROOT / "hparams" / name) as f:
-        return load_hyperpyyaml(f, {"data_folder": "/nonexistent", "out_n_neurons": 8, **overrides})
+    return load_hyperpyyaml(compose(ROOT / "hparams" / name, {"data_folder": "/nonexistent", "out_n_neurons": 8,
+                                                              **overrides}))
 
 
 def epoch_lines(log: Path):
@@ -60,8 +62,7 @@ def train_and_fresh(argv):
 
     brain = train.main(argv)
     hparams_file, _, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as f:
-        fresh = load_hyperpyyaml(f, train.prepare(hparams_file, overrides))
+    fresh = load_hyperpyyaml(compose(hparams_file, train.prepare(hparams_file, overrides)))
     return brain, fresh
 
 
@@ -150,8 +151,7 @@ def test_speed_perturbation_as_new_speakers_offsets_labels_and_folds_back():
     brain = PretrainBrain.__new__(PretrainBrain)  # only the label logic, no modules needed
     brain.hparams = SimpleNamespace(speed_perturb=SpeedPerturb(16000, [90, 100, 110]),
                                     speed_as_speaker=True, wav_augment=None,
-                                    compute_cost=SubCenterAAM())
-    brain.num_speakers = 5
+                                    compute_cost=SubCenterAAM(), out_n_neurons=15)  # 5 speakers x 3 speeds
     wavs, lens, spk = torch.randn(3, 16000), torch.ones(3), torch.tensor([[0], [3], [4]])
     seen = set()
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_ext.builder import compose
+
 from recipe_utils import ROOT, run, train_command
 
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -33,8 +35,8 @@ def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_cor
     assert all(torch.equal(state[k], v) for k, v in pretrained.items())
     # ... and the pre-trained weights are not what the transfer yaml initialises
     hparams_file, _, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as f:
-        fresh = load_hyperpyyaml(f, train.prepare(hparams_file, overrides))["embedding_model"].state_dict()
+    fresh = load_hyperpyyaml(compose(hparams_file, train.prepare(hparams_file, overrides)))["embedding_model"]
+    fresh = fresh.state_dict()
     assert not all(torch.equal(fresh[k], v) for k, v in pretrained.items())
     assert brain.optimizer_step > 0
     log = (tmp_path / "tra" / "train_log.txt").read_text()
