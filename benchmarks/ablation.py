@@ -1,20 +1,14 @@
 #!/usr/bin/env python3
 """Ablation of the transfer losses, with dev/test splits, CIs and paired differences.
 
-For every seed S (``--first_seed`` + 0, 1, ...):
+For every seed S (``--first_seed`` + 0, 1, ...), through ``speechbrain_ext.pipeline``:
 
-1. pre-train on the source corpus: ``recipes/train.py hparams/pretrain_demo.yaml``
-   (``--seed=S``; one pre-training per seed, or one shared by all seeds with
-   ``--share_pretrain``, which the table then says);
-2. split the target corpus with ``hparams/transfer_demo.yaml``'s own
-   ``prepare_data`` (seed S): training speakers, test speakers and dev
-   speakers (all disjoint; fractions ``--test_ratio``/``--dev_ratio``,
-   default the yaml's 0.4/0.15: 60/22 of a 150-speaker corpus), each with
-   enrolment, test files, 1/2/3 s crops and every enrolment x test pair as a
-   trial. Every variant of a seed uses this one split;
-3. transfer on the target training speakers, ``recipes/train.py
-   hparams/transfer_demo.yaml --seed=S``, once per variant, with the yaml's
-   defaults and that variant's switches (the yaml header lists them)::
+1. pre-train on the source corpus with ``hparams/pretrain_demo.yaml`` (one run per seed, or one shared
+   by all seeds with ``--share_pretrain``, which the table then says);
+2. split the target corpus with ``hparams/transfer_demo.yaml``'s own ``prepare_data``: disjoint training,
+   test and dev speakers (``--test_ratio``/``--dev_ratio``, 0.4/0.15: 60/22 of 150 speakers), 1/2/3 s crops,
+   every enrolment x test pair a trial. Every variant of a seed uses this one split;
+3. transfer once per variant (``VARIANTS``: the yaml's defaults plus that variant's switches)::
 
        baseline_aam    plain AAM fine-tune: K=1, no short crop, no long-short term
        subcenter       + K sub-centers (dropped to the dominant one as the yaml says)
@@ -22,46 +16,27 @@ For every seed S (``--first_seed`` + 0, 1, ...):
        joint           the yaml's defaults (the dev-chosen joint configuration)
        joint_keep_k    joint with the K sub-centers kept to the end
        joint_first     the first formulation: live-network posterior KL, one short scale
-       stock_finetune  a plain SpeechBrain-recipe fine-tune (see VARIANTS)
+       stock_finetune  a plain SpeechBrain-recipe fine-tune
 
-4. evaluate the pre-trained model (``no_transfer``) and each transferred model
-   on the test and on the dev speakers: ``recipes/evaluate.py
-   hparams/eval_demo.yaml`` (conditions 1s, 2s, 3s, full; each also
-   +asnorm). The evaluated checkpoint is the one with the lowest speaker-ID
-   validation error; its epoch is in the JSON (``evaluated_epoch``).
+4. evaluate the pre-trained model (``no_transfer``) and each transferred one on the test and the dev
+   speakers with ``hparams/eval_demo.yaml`` (1s, 2s, 3s, full; each also +asnorm), from the checkpoint with
+   the lowest speaker-ID validation error (its epoch: ``evaluated_epoch``).
 
-Anything chosen (defaults, epochs) is chosen on dev; test is reported, not
-used to choose. Every figure is the mean over seeds with its 95 % interval:
-test speakers are resampled with all their trials (speaker-level
-bootstrap), and the mean over seeds is taken resample by resample; ``Δ`` is
-the paired difference from ``baseline_aam`` on the same trials and
-resamples (``speechbrain_ext.comparison``).
+Choices are made on dev; test is reported, not used to choose. Every figure is the mean over seeds with its
+95 % interval (test speakers resampled with all their trials, the mean over seeds taken resample by
+resample); ``Δ`` is the paired difference from ``baseline_aam`` on the same trials and resamples
+(``speechbrain_ext.comparison``). Stages are resumable (a run's ``run.json``, an evaluation's
+``results.json``), log to ``<run folder>/ablation.log``, and a re-done training run invalidates its
+evaluations. ``step_time_s``: seconds per optimiser step as the Brain logs it in ``train_log.txt``, mean over
+epochs and seeds; wall time on a shared machine, so compare variants of one invocation only.
 
-Every stage is a subprocess running the project's own command (printed, its
-output in ``<run folder>/ablation.log``). Stages are resumable: a training run
-whose ``run.json`` exists and an evaluation whose ``results.json``
-exists are skipped; a training run that is re-done invalidates its
-evaluations. A run folder made with a different command is an error (use
-another ``--work_folder`` or ``--tag``).
-
-Step time (``step_time_s``): seconds per optimiser step of the transfer run
-(data loading, augmentation, forward, backward and update; validation and
-checkpointing excluded), as the Brain logs it in ``train_log.txt``, mean
-over epochs and seeds. It is wall time on a shared machine: compare variants
-of one invocation only. ``baseline_aam`` and ``stock_finetune`` forward only
-the long crop; the joint variants forward the short crop and the teacher too.
-
-Output ``--output_json``::
+Output ``--output_json`` (EER a fraction; seeds, commands and budget in ``<stem>.meta.json``)::
 
     {"<variant>": {"<condition>": {"eer": [per seed], "min_dcf_0.01": [per seed],
                                    "eer_mean": m, "eer_ci": [lo, hi], ...,
                                    "diff_vs_baseline": {"eer": d, "eer_ci": [lo, hi], ...}},
                    "step_time_s": float or null, "evaluated_epoch": [per seed],
                    "dev": {"<condition>": {... the same on the dev speakers}}}}
-
-with conditions ``1s``, ``2s``, ``3s``, ``full`` and their ``+asnorm``
-versions; EER is a fraction, the table prints it in %. Details (seeds,
-commands, budget) go to ``<output_json stem>.meta.json`` beside it.
 
 Usage::
 

@@ -1,20 +1,13 @@
-"""Building modules from a yaml without loading the rest of it; the embedding model of a trained folder.
+"""Reading hparams yamls: composed from a base (:func:`compose`), in part (:func:`read_nodes`); a trained model.
 
-A training yaml instantiates everything at load time (data, loss,
-optimiser, checkpointer). Here its references are resolved
-(``hyperpyyaml.resolve_references``) and only the nodes asked for are
-copied, verbatim, and instantiated (:func:`read_nodes`, :func:`build_modules`),
-so that:
-
-- evaluation and export get the ``compute_features``/``mean_var_norm``/
-  ``embedding_model`` (and ``classifier``) of the training run, with its
-  arguments, and load the trained weights into them (:func:`load_extractor`);
-- the training recipe runs the yaml's ``prepare_data`` before the model is
-  built (it needs the speaker count of the prepared manifest).
-
-The yaml that defines a trained model is found by :func:`model_hparams_file`:
-an exported or published folder's ``hyperparams.yaml``, or the run's own one
-that SpeechBrain writes beside the save folder.
+A demo yaml is its full-size yaml plus the values that differ (``base:``,
+:func:`raw_tree`). A training yaml instantiates everything at load time, so
+here its references are resolved and only the nodes asked for are copied and
+instantiated (:func:`build_modules`): evaluation and export get the training
+run's ``compute_features``/``mean_var_norm``/``embedding_model`` (and
+``classifier``) with its arguments and load the trained weights into them
+(:func:`load_extractor`); the training recipe runs ``prepare_data`` before the
+model is built. :func:`model_hparams_file` finds the yaml of a trained model.
 """
 import io
 from pathlib import Path
@@ -32,6 +25,7 @@ from speechbrain_ext.pretrained import resolve_embedding_checkpoint
 EMBEDDING_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
 MODEL_KEYS = EMBEDDING_KEYS + ("classifier",)
 UNUSED = "unused"  # value of the !PLACEHOLDER keys (data paths) when only the model is read
+BASE_KEY = "base"  # a yaml with ``base: <file>`` is that file plus its own keys
 
 Overrides = Union[Mapping, str, None]  # a mapping or yaml text, as hyperpyyaml takes them
 
@@ -45,9 +39,6 @@ def _yaml() -> ruamel.yaml.YAML:
     y = ruamel.yaml.YAML()
     y.width = 120
     return y
-
-
-BASE_KEY = "base"  # a yaml with ``base: <file>`` is that file plus its own keys
 
 
 def raw_tree(hparams_file: PathLike) -> Tuple[dict, Path]:

@@ -67,6 +67,14 @@ def test_end_to_end(setup, tmp_path, capsys, caplog):
     n_full = results["full"]["num_trials"]
     lines = (tmp_path / "eval" / "scores.txt").read_text().splitlines()
     assert len(lines) == n_full and lines[0].split()[3] in ("target", "nontarget")
+    # the reported EER is that of the written scores, by SpeechBrain's own (independent, quadratic) EER
+    from speechbrain.utils.metric_stats import EER
+
+    scored = [(float(line.split()[2]), line.split()[3] == "target") for line in lines]
+    positive = torch.tensor([s for s, target in scored if target])
+    negative = torch.tensor([s for s, target in scored if not target])
+    step = 1 / min(len(positive), len(negative))  # the two interpolate within one operating-point step
+    assert abs(results["full"]["eer"] - EER(positive, negative)[0]) <= step
     assert (tmp_path / "eval" / "scores_1s+asnorm.txt").is_file()
     for png in ("det.png", "score_hist.png"):
         assert (tmp_path / "eval" / png).read_bytes()[:4] == b"\x89PNG"
