@@ -134,3 +134,19 @@ def test_subcenters_are_dropped_to_the_dominant_one_and_resume(speaker_corpus, t
     # a restarted run restores the mask from the checkpoint instead of re-deciding it
     again = transfer(speaker_corpus, tmp_path, pretrained, "--subcenter_drop_epoch=1")
     assert torch.equal(again.hparams.compute_cost.active, cost.active)
+
+
+def test_epoch_terms_survive_a_restart_through_the_checkpointer(tmp_path):
+    """Mid-epoch sums and the collapse flag's history come back from the checkpoint (they used to restart)."""
+    from speechbrain_ext.brains.transfer import EpochTerms
+    from speechbrain_ext.checkpoints import AtomicCheckpointer
+
+    terms = EpochTerms()
+    terms.add({"msce_long": torch.tensor(2.0), "cosine": 0.5})
+    terms.add({"msce_long": 4.0, "cosine": 0.25})
+    terms.history = [(0.2, 3.0, 2.0), (0.2, 3.1, 1.8)]
+    AtomicCheckpointer(tmp_path, {"epoch_terms": terms}).save_checkpoint(end_of_epoch=False)
+    resumed = EpochTerms()
+    AtomicCheckpointer(tmp_path, {"epoch_terms": resumed}).recover_if_possible()
+    assert resumed.history == terms.history
+    assert resumed.take_means() == {"msce_long": 3.0, "cosine": 0.375} and resumed.take_means() == {}

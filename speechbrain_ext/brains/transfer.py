@@ -20,6 +20,7 @@ What differs from ``PretrainBrain`` (see ``docs/method.md``):
   run whose long-crop CE rises for two epochs at a fixed margin while the long-short term falls is flagged.
 """
 import copy
+import json
 import logging
 import os
 import random
@@ -27,6 +28,7 @@ from typing import Optional
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
@@ -74,6 +76,9 @@ class TransferBrain(PretrainBrain):
             if mode == "ema" and self.checkpointer is not None:
                 # optional: a checkpoint written with another teacher starts the EMA from the student
                 self.checkpointer.add_recoverable("ema_teacher", self.teacher, optional_load=True)
+        self.epoch_terms = EpochTerms()
+        if self.checkpointer is not None:  # optional: checkpoints written before it existed
+            self.checkpointer.add_recoverable("epoch_terms", self.epoch_terms, optional_load=True)
         super().on_fit_start()
 
     @property
@@ -172,31 +177,56 @@ class TransferBrain(PretrainBrain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step) -> None:
         """Accumulate each loss term for the epoch log; move the EMA teacher."""
         super().on_fit_batch_end(batch, outputs, loss, should_step)
-        for name, value in self.loss_terms.items():
-            self.term_sums[name] = self.term_sums.get(name, 0.0) + float(value)
-        self.term_count += 1
+        self.epoch_terms.add(self.loss_terms)
         if should_step and self.hparams.teacher == "ema":
             ema_update(self.teacher, self.modules.embedding_model, self.hparams.teacher_momentum)
 
-    def on_stage_start(self, stage, epoch=None):
-        super().on_stage_start(stage, epoch)
-        self.term_sums, self.term_count = {}, 0
-
     def extra_train_stats(self) -> dict:
         """Epoch means of every loss term and entropy, lambda, and the collapse flag."""
-        terms = {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
+        terms = self.epoch_terms.take_means()
         # from the schedule, not the last batch: a run resumed at an epoch's end has none
         stats = {**terms, "kl_weight": round(self.hparams.kl_weight(self.progress), 4)}
         if "cosine" in terms:
-            history = getattr(self, "collapse_history", [])
-            history.append((round(self.margin, 6), terms["msce_long"], terms["kl"] + terms["cosine"]))
-            self.collapse_history = history[-3:]
-            if is_collapsing(self.collapse_history):
+            history = self.epoch_terms.history
+            history[:] = [*history, (round(self.margin, 6), terms["msce_long"], terms["kl"] + terms["cosine"])][-3:]
+            if is_collapsing(history):
                 logger.warning("epoch %d: long-crop CE rose for two epochs while the long-short term "
                                "fell: the consistency loss may be collapsing the posteriors",
                                self.hparams.epoch_counter.current)
                 stats["collapse_warning"] = 1
         return stats
+
+
+@register_checkpoint_hooks
+class EpochTerms:
+    """The loss terms summed over the epoch so far, and the last three epochs' ``(margin, CE_long, L_ls)``
+    for the collapse flag. Checkpointed, so that a run resumed mid-epoch logs whole-epoch means and a resumed
+    run keeps the flag's history."""
+
+    def __init__(self):
+        self.sums, self.count, self.history = {}, 0, []
+
+    def add(self, terms: dict) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.count += 1
+
+    def take_means(self) -> dict:
+        """The epoch's mean of each term; the sums start again."""
+        means = {name: total / max(self.count, 1) for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+    @mark_as_saver
+    def save(self, path) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"sums": self.sums, "count": self.count, "history": self.history}, f)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch) -> None:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        self.sums, self.count, self.history = state["sums"], state["count"], [tuple(h) for h in state["history"]]
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
