@@ -114,7 +114,7 @@ def compare(evals: Dict[tuple, "Stage"], split: str, seeds: List[int], variants:
     test_csv = {s: (prep[s] if split == "test" else prep[s] / split) / "test.csv" for s in seeds}
     table: Dict[str, Dict[str, dict]] = {v: {} for v in variants}
     for cond in ordered_conditions(conditions or ()):
-        results = {v: [seed_result(evals[(v, s, split)].folder, cond, test_csv[s], s, num_resamples)
+        results = {v: [seed_result(evals[(v, s, split)].done.parent, cond, test_csv[s], s, num_resamples)
                        for s in seeds] for v in variants}
         for v in variants:
             reference = results.get(BASELINE) if v != BASELINE else None
