@@ -102,8 +102,7 @@ def ordered_conditions(conditions) -> List[str]:
 
 def compare(evals: Dict[tuple, "Stage"], split: str, seeds: List[int], variants: List[str],
             prep: Dict[int, Path], num_resamples: int) -> Dict[str, Dict[str, dict]]:
-    """``{variant: {condition: summary}}`` on one split: figures over seeds, their CIs and the
-    paired difference from ``baseline_aam`` (see ``speechbrain_ext.comparison``)."""
+    """``{variant: {condition: summary}}`` on one split: means over seeds, CIs, paired difference from the baseline."""
     from speechbrain_ext.comparison import seed_result, summarise
 
     conditions = None
@@ -131,8 +130,7 @@ def cell(summary: dict, metric: str, scale: float, digits: int, diff: bool = Fal
 
 
 def print_report(summary: Dict[str, dict], seeds: List[int], prep: Dict[int, Path]) -> None:
-    """EER % and minDCF@0.01 tables per split: mean over seeds [95 % CI], and the paired
-    difference from ``baseline_aam`` [95 % CI]; a warning when the test set is small."""
+    """EER % and minDCF@0.01 per split: mean over seeds and the paired Δ from the baseline, with 95 % CIs."""
     print(f"\n=== ablation: mean over seeds {seeds} [95 % speaker-bootstrap CI]; "
           f"Δ = paired difference from {BASELINE}; choices are made on dev, test is reported")
     for split in ("dev", "test"):

@@ -50,7 +50,8 @@ def make_model(tmp: Path) -> Path:
 
 
 def make_files(folder: Path, lengths) -> list:
-    """Noise files of the given lengths (samples); returns manifest rows."""
+    """Noise files of the given lengths (samples) in a new ``folder``; returns manifest rows."""
+    folder.mkdir()
     rng = np.random.default_rng(0)
     rows = []
     for i, n in enumerate(lengths):
@@ -71,24 +72,6 @@ def timings(call: Callable[[], object], n: int) -> List[float]:
     return out
 
 
-def ours(rows, model_folder: Path, batch_size: int, repeats: int) -> float:
-    """Seconds of wall time of length-bucketed extraction (no cache)."""
-    extractor = load_extractor(model_folder / "hyperparams.yaml", model_folder, batch_size)
-    return min(timings(lambda: embed_rows(rows, extractor, "concat", cache_dir=None, name="ours"), repeats))
-
-
-def speechbrain_per_file(rows, model_folder: Path, savedir: Path, repeats: int) -> float:
-    """Seconds of wall time of ``EncoderClassifier.encode_batch`` on one file at a time."""
-    model = EncoderClassifier.from_hparams(source=str(model_folder), savedir=str(savedir))
-
-    def run() -> None:
-        with torch.no_grad():
-            for row in rows:
-                model.encode_batch(torch.from_numpy(sf.read(row.wav, dtype="float32")[0]).unsqueeze(0))
-
-    return min(timings(run, repeats))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=48)
@@ -105,17 +88,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_folder = make_model(tmp)
+        extractor = load_extractor(model_folder / "hyperparams.yaml", model_folder, args.batch_size)
+        model = EncoderClassifier.from_hparams(source=str(model_folder), savedir=str(tmp / "sb"))
+
+        @torch.no_grad()
+        def per_file(rows) -> None:
+            """SpeechBrain's ``encode_batch`` on one file at a time."""
+            for row in rows:
+                model.encode_batch(torch.from_numpy(sf.read(row.wav, dtype="float32")[0]).unsqueeze(0))
+
         print(f"model: demo ECAPA (random weights), {args.files} files per set, batch {args.batch_size}, "
               f"{args.threads} threads, CPU, best of {args.repeats} after a warm-up")
         print("| set | audio (s) | ours (s audio/s) | encode_batch per file (s audio/s) | ratio |")
         print("|---|---:|---:|---:|---:|")
         for name, lengths in sets.items():
-            folder = tmp / name
-            folder.mkdir()
-            rows = make_files(folder, lengths)
+            rows = make_files(tmp / name, lengths)
             audio = sum(lengths) / 16000
-            baseline = speechbrain_per_file(rows, model_folder, tmp / f"sb_{name}", args.repeats)
-            batched = ours(rows, model_folder, args.batch_size, args.repeats)
+            baseline = min(timings(lambda: per_file(rows), args.repeats))  # wall seconds
+            batched = min(timings(lambda: embed_rows(rows, extractor, "concat", cache_dir=None, name="ours"),
+                                  args.repeats))  # length-bucketed, no cache
             print(f"| {name} | {audio:.0f} | {audio / batched:.1f} | {audio / baseline:.1f} | "
                   f"{baseline / batched:.2f}x |")
 

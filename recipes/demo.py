@@ -1,15 +1,13 @@
 #!/usr/bin/env python3
 """The whole method end to end on the built-in corpus (``make demo``).
 
-generate corpus -> prepare manifests -> pre-train (source speakers) ->
-transfer with the joint loss (target speakers) -> evaluate (pre-trained only
-and transferred, by test duration) -> export -> verify two files through
-SpeechBrain's ``SpeakerRecognition`` -> enrol three speakers and verify a
-genuine and an impostor claim with the access-control CLI.
+generate corpora -> pre-train (source speakers) -> transfer with the joint loss (target speakers) -> evaluate
+(pre-trained and transferred, by test duration) -> export -> verify two files through SpeechBrain's
+``SpeakerRecognition`` -> enrol three speakers, then a genuine, an impostor and a replayed claim at the CLI.
 
-Every stage is one of the project's commands, printed before it runs, so the
-demo doubles as a worked example; stages whose outputs exist are skipped
-(the commands themselves are resumable), so an interrupted demo continues.
+Every stage is one of the project's commands (``speechbrain_ext.pipeline``), printed before it runs, so the
+demo doubles as a worked example; the commands resume (corpora and splits already made, finished training),
+so an interrupted demo continues.
 """
 import argparse
 import json
@@ -30,16 +28,22 @@ def run(cmd: List, timings: Dict[str, float], name: str) -> None:
     timings[name] = Stage(name, cmd).run()["wall_s"]
 
 
+def test_files(test_csv: Path) -> Dict[str, List[str]]:
+    """The full-length test files of each test speaker (not the ``@``-named crops), speakers sorted."""
+    by_spk: Dict[str, List[str]] = {}
+    for row in read_manifest(test_csv):
+        if "@" not in row.id:
+            by_spk.setdefault(row.spk_id, []).append(row.wav)
+    return dict(sorted(by_spk.items()))
+
+
 def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
     """Score a genuine and an impostor pair through SpeechBrain's ``SpeakerRecognition``
     interface, with the folder's deployed score and threshold (``load_verifier``)."""
     from speechbrain_ext.inference import load_verifier
 
-    by_spk: Dict[str, List[str]] = {}
-    for row in read_manifest(test_csv):
-        if "@" not in row.id:
-            by_spk.setdefault(row.spk_id, []).append(row.wav)
-    spk_a, spk_b = sorted(by_spk)[:2]
+    by_spk = test_files(test_csv)
+    spk_a, spk_b = list(by_spk)[:2]
     deployed = json.loads((model / "threshold.json").read_text())
     verifier = load_verifier(str(model))
     print(f"\n=== verify through SpeechBrain's SpeakerRecognition interface (load_verifier({model}))")
@@ -55,10 +59,7 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
     """Enrol three test speakers, make a genuine, an impostor and a replayed claim through the CLI,
     and print the audit log of it all."""
     enroll = {r.spk_id: r.wav for r in read_manifest(manifests / "enroll.csv")}
-    tests: Dict[str, str] = {}
-    for r in read_manifest(manifests / "test.csv"):
-        if "@" not in r.id:
-            tests.setdefault(r.spk_id, r.wav)
+    tests = {spk: wavs[0] for spk, wavs in test_files(manifests / "test.csv").items()}
     spk_a, spk_b, spk_c = sorted(enroll)[:3]
     for suffix in ("", "-wal", "-shm"):  # a re-exported model may not reuse old voiceprints
         Path(f"{db}{suffix}").unlink(missing_ok=True)

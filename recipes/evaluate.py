@@ -1,34 +1,19 @@
 #!/usr/bin/env python3
-"""Evaluate a speaker-embedding model on every trial list of a prepared folder.
+"""Evaluate a speaker-embedding model on every trial list of a prepared folder (README, "Evaluation").
 
 Usage::
 
     python recipes/evaluate.py hparams/eval_demo.yaml --model_folder=MODEL --prep_folder=MANIFESTS
 
-``MODEL`` is a training save folder (its run's own ``hyperparams.yaml`` gives
-the architecture), an exported model folder or SpeechBrain's published one
-(their ``hyperparams.yaml``); ``--model_hparams`` only for a checkpoint
-without either.
-
-Conditions: ``trials.txt`` -> ``full``, ``trials_<d>s.txt`` -> ``<d>s``; each
-also as ``<condition>+asnorm`` when a cohort is available. Writes to
-``output_folder``: ``scores.txt`` (``full``) and ``scores_<condition>.txt``,
-``results.json`` (``{condition: {eer, min_dcf_0.01, min_dcf_0.05,
-num_trials, ...}}``), ``results.md``, ``threshold.json``, ``det.png`` and
-``score_hist.png``. Every EER/minDCF comes with its 95 % speaker-level
-bootstrap interval (``<metric>_ci``: test speakers resampled with all their
-trials). A condition whose trial list has one class only is skipped with one
-line. The deployment threshold is chosen on the dev split
-(``calibration_folder``: speakers disjoint from training and test) for one
-score (``deploy_score``: cosine, asnorm, or auto: the one with the lower dev
-FRR at the threshold), and the FAR/FRR it gives is measured on each test
-condition of that score. ``threshold.json`` says which score it is for, the
-target FAR and the FAR measured on the full test list; with AS-norm,
-``cohort.pt`` (the cohort voiceprints and the model's fingerprint) goes
-beside it: ``recipes/export.py`` ships both, and the access-control CLI then
-scores exactly as here. Without a dev split calibration falls back to the
-test list, with a warning that the FAR is then not a measurement.
-Bad input: one line on stderr, exit status 1.
+``MODEL``: a training save folder, an exported model folder or SpeechBrain's published one, each giving the
+architecture by its ``hyperparams.yaml`` (``--model_hparams`` only for a checkpoint without one). Conditions:
+``trials.txt`` -> ``full``, ``trials_<d>s.txt`` -> ``<d>s``, each also as ``<condition>+asnorm`` with a
+cohort. Writes ``scores*.txt``, ``results.json`` (each EER/minDCF with its 95 % speaker-level bootstrap CI),
+``results.md``, ``threshold.json``, ``det.png`` and ``score_hist.png``. The threshold is calibrated on the dev
+split (``calibration_folder``: speakers disjoint from training and test; else, with a warning, the test list)
+for one score (``deploy_score``) and its FAR/FRR measured on each test condition of that score; with AS-norm,
+``cohort.pt`` goes beside ``threshold.json`` for ``recipes/export.py`` to ship. Bad input: one line on stderr,
+exit status 1.
 """
 import json
 import logging
@@ -64,11 +49,6 @@ def trial_lists(folder: Path) -> Dict[str, Path]:
     return {**{tag: path for _, (tag, path) in sorted(found.items())}, "full": folder / "trials.txt"}
 
 
-def is_empty(path: Path) -> bool:
-    """True if a trial file has no non-blank line."""
-    return not any(line.strip() for line in path.open(encoding="utf-8"))
-
-
 def condition_metrics(scores, labels, speakers, hp: dict) -> Dict[str, object]:
     """EER and normalised minDCF at p_target 0.01 and 0.05, each with its bootstrap CI."""
     result = {"eer": eer(scores, labels)[0], "min_dcf_0.01": min_dcf(scores, labels, 0.01)[0],
@@ -91,19 +71,6 @@ def calibrate(scores, labels, hp: dict) -> Dict[str, object]:
     far, frr = error_rates(scores, labels, threshold)
     return {"threshold": threshold, "method": rule, "target_far": hp["target_far"],
             "dev_far": far, "dev_frr": frr, "num_calibration_trials": len(labels)}
-
-
-def scorings(cohort, hp: dict) -> Dict[str, Scoring]:
-    """The scores evaluated: ``cosine``, and ``asnorm`` when there is a cohort."""
-    found = {"cosine": Scoring()}
-    if cohort is not None:
-        found["asnorm"] = Scoring("asnorm", cohort, hp["asnorm_top_n"])
-    return found
-
-
-def condition_name(cond: str, kind: str) -> str:
-    """``full`` for cosine scores, ``full+asnorm`` for AS-norm ones."""
-    return cond if kind == "cosine" else f"{cond}+{kind}"
 
 
 def deploy(dev, dev_enroll, dev_test, candidates: Dict[str, Scoring], mean, hp: dict) -> Dict[str, object]:
@@ -178,12 +145,11 @@ def load_cohort(hp: dict, extractor, cache: Path):
 def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     """Run the evaluation; returns ``results.json``'s content."""
     out = Path(hp["output_folder"])
-    test_rows = read_manifest(hp["test_csv"])
-    speaker_of = {r.id: r.spk_id for r in test_rows}
+    speaker_of = {r.id: r.spk_id for r in read_manifest(hp["test_csv"])}
     enroll_ids = {r.id for r in read_manifest(hp["enroll_csv"])}
     conditions = {}
     for cond, path in trial_lists(Path(hp["trials_folder"])).items():
-        if cond != "full" and is_empty(path):
+        if cond != "full" and not any(map(str.strip, path.open(encoding="utf-8"))):
             logger.warning("%s is empty (no test utterance long enough): condition %s skipped", path, cond)
             continue
         conditions[cond] = read_trials(path, enroll_ids, set(speaker_of))
@@ -202,7 +168,9 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
     same = cal_folder.resolve() == Path(hp["eval_folder"]).resolve()
     dev_enroll = enroll if same else embed_manifest(cal_enroll, extractor, hp["enroll_mode"], cache)
     dev_test = test if same else embed_manifest(cal_test, extractor, "concat", cache)
-    candidates = scorings(cohort, hp)
+    candidates = {"cosine": Scoring()}
+    if cohort is not None:
+        candidates["asnorm"] = Scoring("asnorm", cohort, hp["asnorm_top_n"])
     try:
         threshold = deploy(dev, dev_enroll, dev_test, candidates, mean, hp)
     except ValueError as err:
@@ -218,29 +186,27 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
             continue
         speakers = [speaker_of[t[1]] for t in trials]
         for kind, scoring in candidates.items():
-            name, scores = condition_name(cond, kind), scoring(trials, enroll, test, mean)
+            name, scores = cond if kind == "cosine" else f"{cond}+{kind}", scoring(trials, enroll, test, mean)
             results[name] = condition_metrics(scores, labels, speakers, hp)
             write_scores(out / ("scores.txt" if name == "full" else f"scores_{name}.txt"), trials, scores)
             curves[name] = (scores, labels)
             if kind == threshold["score"]:
                 far, frr = error_rates(scores, labels, threshold["threshold"])
                 results[name].update(threshold=threshold["threshold"], far_at_threshold=far, frr_at_threshold=frr)
+                if cond == "full":
+                    threshold.update(test_far=far, test_frr=frr)
     if not results:
         raise ValueError(f"{hp['trials_folder']}: no condition has trials of both classes")
-    deployed_full = results.get(condition_name("full", threshold["score"]), {})
-    if "far_at_threshold" in deployed_full:
-        threshold.update(test_far=deployed_full["far_at_threshold"], test_frr=deployed_full["frr_at_threshold"])
     if threshold["score"] == "asnorm":
         save_cohort(out / COHORT_FILE, cohort, hp["asnorm_top_n"], extractor.fingerprint())
         threshold["cohort_file"] = COHORT_FILE
 
-    with atomic_write(out / "threshold.json") as f:
-        json.dump(threshold, f, indent=2)
-    with atomic_write(out / "results.json") as f:
-        json.dump(results, f, indent=2)
     table = results_table(results, threshold)
-    with atomic_write(out / "results.md") as f:
-        f.write(f"# Evaluation of {hp['model_folder']}\n\n{table}\n")
+    for name, text in [("threshold.json", json.dumps(threshold, indent=2)),
+                       ("results.json", json.dumps(results, indent=2)),
+                       ("results.md", f"# Evaluation of {hp['model_folder']}\n\n{table}\n")]:
+        with atomic_write(out / name) as f:
+            f.write(text)
     plot_det(curves, out / "det.png")
     if "full" in curves:
         plot_score_hist(*curves["full"], out / "score_hist.png", threshold=threshold["threshold"])

@@ -7,15 +7,9 @@ Usage::
         [--threshold_file results/eval_shal/threshold.json] \\
         [--results_json results/eval_shal/results.json] [--onnx] [--push-to-hub USER/REPO]
 
-The architecture comes from the run's own ``hyperparams.yaml`` (SpeechBrain
-writes it beside the save folder, with the training command's overrides), so
-nothing has to be restated; ``--hparams_file`` and ``--key=value`` overrides
-are for a checkpoint without one. An AS-norm ``threshold.json`` brings its
-cohort (``cohort.pt`` beside it). Afterwards, offline::
-
-    SpeakerRecognition.from_hparams(source="model")
-
-Errors are one line on stderr and a non-zero exit status.
+The architecture comes from the run's own ``hyperparams.yaml`` (README, "Export and inference");
+``--hparams_file`` and ``--key=value`` overrides are for a checkpoint without one. An AS-norm
+``threshold.json`` brings its cohort (``cohort.pt`` beside it). Errors: one line on stderr, a non-zero exit status.
 """
 import argparse
 import logging

@@ -9,14 +9,9 @@ Usage::
 
 The yaml names the Brain (``brain_class``), the data preparation
 (``prepare_data``, skipped with ``--skip_prep=True``) and everything else; any
-key can be overridden on the command line (``--number_of_epochs=2``).
-``out_n_neurons: null`` (the default of every yaml) sizes the classifier
-from the prepared ``train.csv``: its speakers, times the speeds when
-``speed_as_speaker``; an explicit value must equal that.
-SpeechBrain's run options apply (``--device``, ``--debug``,
-``--distributed_backend``, ``--precision``, ``--ckpt_interval_steps``...).
-A killed run resumes from its last checkpoint when restarted with the same
-command.
+key can be overridden on the command line (``--number_of_epochs=2``), and
+SpeechBrain's run options apply (``--device``, ``--precision``...). A killed
+run resumes from its last checkpoint when restarted with the same command.
 """
 import os
 import sys
@@ -27,6 +22,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
 from speechbrain_ext.brains import ConfigError
+from speechbrain_ext.brains.pretrain import classes_per_speaker
 from speechbrain_ext.builder import build_modules, compose, read_nodes
 from speechbrain_ext.dataio import speaker_datasets
 from speechbrain_ext.io_utils import atomic_write
@@ -36,30 +32,20 @@ from speechbrain_ext.manifest import read_manifest, speaker_count
 PREPARATION_KEYS = ("prepare_data", "train_csv", "out_n_neurons", "speed_perturb", "speed_as_speaker")
 
 
-def classifier_size(num_speakers: int, speed_perturb, speed_as_speaker: bool) -> int:
-    """Classifier rows: ``num_speakers``, times ``len(speed_perturb.speeds)`` when each speed is a speaker."""
-    return num_speakers * (len(speed_perturb.speeds) if speed_as_speaker and speed_perturb is not None else 1)
-
-
 def prepare(hparams_file: str, overrides: str) -> str:
     """Run the yaml's ``prepare_data``; return ``overrides`` with ``out_n_neurons`` when the yaml leaves it null.
 
-    ``out_n_neurons: null`` means "the training speakers of the prepared
-    ``train.csv``" (x speeds with ``speed_as_speaker``). HyperPyYAML builds
-    the classifier when it loads the yaml, so the count has to be known
-    before that load: only the ``PREPARATION_KEYS`` nodes are read
-    (``builder.read_nodes``, nothing else instantiated), the data prepared
-    (on the main process), the speakers counted, and the count handed to the
-    one full load as an override. Passing it as an override (rather than
-    resizing the classifier after the load) also writes it into the run's
-    ``hyperparams.yaml``, which export and evaluation read.
+    ``out_n_neurons: null`` means "the training speakers of the prepared ``train.csv``" (x speeds with
+    ``speed_as_speaker``; an explicit value must equal that). HyperPyYAML builds the classifier when it loads
+    the yaml, so only the ``PREPARATION_KEYS`` nodes are read first; the count then goes to the one full load
+    as an override, which also writes it into the run's ``hyperparams.yaml`` that export and evaluation read.
     """
     nodes = read_nodes(hparams_file, PREPARATION_KEYS, overrides, fill_placeholders=False)
     built = build_modules({key: nodes[key] for key in ("prepare_data", "speed_perturb")})
     run_on_main(built["prepare_data"])
     if nodes["out_n_neurons"] is not None:
         return overrides
-    size = classifier_size(speaker_count(nodes["train_csv"]), built["speed_perturb"], nodes["speed_as_speaker"])
+    size = speaker_count(nodes["train_csv"]) * classes_per_speaker(built["speed_perturb"], nodes["speed_as_speaker"])
     return f"{overrides}\nout_n_neurons: {size}".strip()
 
 
@@ -91,14 +77,6 @@ def prepare_augmentation_sources(hparams: dict) -> None:
         prepare_simulated_rirs(hparams["rir_csv"], seed=hparams["seed"])
 
 
-def check_classifier_size(hparams: dict, num_speakers: int) -> None:
-    """Fail clearly when ``out_n_neurons`` does not match the training speakers."""
-    size = classifier_size(num_speakers, hparams.get("speed_perturb"), hparams.get("speed_as_speaker"))
-    if hparams["out_n_neurons"] != size:
-        sys.exit(f"error: out_n_neurons={hparams['out_n_neurons']} but {hparams['train_csv']} has "
-                 f"{num_speakers} speakers (x{size // num_speakers} speeds): set --out_n_neurons={size}")
-
-
 def main(argv) -> sb.Brain:
     """Run the recipe; returns the trained Brain."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -112,7 +90,10 @@ def main(argv) -> sb.Brain:
     run_on_main(prepare_augmentation_sources, kwargs={"hparams": hparams})
     brain_class = hparams["brain_class"]
     train, valid, encoder = speaker_datasets(hparams, hparams[brain_class.train_crop_key])
-    check_classifier_size(hparams, len(encoder))
+    size = len(encoder) * classes_per_speaker(hparams["speed_perturb"], hparams["speed_as_speaker"])
+    if hparams["out_n_neurons"] != size:
+        sys.exit(f"error: out_n_neurons={hparams['out_n_neurons']} but {hparams['train_csv']} has "
+                 f"{len(encoder)} speakers (x{size // len(encoder)} speeds): set --out_n_neurons={size}")
 
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                         hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
@@ -120,8 +101,7 @@ def main(argv) -> sb.Brain:
               train_loader_kwargs=hparams["train_dataloader_options"],
               valid_loader_kwargs=hparams["valid_dataloader_options"])
     if sb.utils.distributed.if_main_process():
-        print(f"training done: checkpoints in {hparams['save_folder']}, "
-              f"log in {hparams['train_log']}")
+        print(f"training done: checkpoints in {hparams['save_folder']}, log in {hparams['train_log']}")
     return brain
 
 

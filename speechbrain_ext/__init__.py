@@ -11,10 +11,13 @@ Library modules (one job each):
 - ``schedulers``: preheating (LR warm-up, AAM margin warm-up, loss-weight ramps).
 - ``losses``: multi-subspace CE (``SubCenterAAM``) and long-short KL (``LongShortKL``).
 - ``brains``: ``PretrainBrain`` and ``TransferBrain``.
-- ``builder``: modules from yaml nodes; the embedding model of a trained folder.
+- ``builder``: hparams composed from a base yaml, modules from yaml nodes; the model of a trained folder.
 - ``metrics``/``scoring``/``embeddings``: evaluation.
 - ``export``/``calibration``/``inference``/``hub``: packaging a model folder, its
   calibrated score, loading it for verification, publishing it.
+- ``comparison``: variants compared over seeds, paired, with speaker-bootstrap intervals.
+- ``pipeline``: the stages ``make demo`` and the ablation run (the project's commands, resumable).
+- ``voiceprints``/``verifier``/``audit``/``__main__``: the access-control store, decisions and CLI.
 """
 
 __version__ = "0.1.0"

@@ -6,7 +6,6 @@ training utterances) and simulated room impulse responses (``speechbrain_ext.sim
 SpeechBrain's extended format (``ID,duration,wav,wav_format,wav_opts``), so real MUSAN/RIR CSVs can be
 swapped in through the ``noise_csv``/``rir_csv`` hparams.
 """
-import csv
 import os
 from typing import Iterable, Sequence, Tuple
 
@@ -15,11 +14,8 @@ import soundfile as sf
 
 from speechbrain_ext.audio import read_row
 from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.manifest import SAMPLE_RATE
+from speechbrain_ext.manifest import SAMPLE_RATE, write_audio_list
 from speechbrain_ext.simulation import coloured_noise, room_impulse_response
-
-CSV_HEADER = ["ID", "duration", "wav", "wav_format", "wav_opts"]
-
 
 def _write_sources(csv_path: str, subfolder: str, sources: Iterable[Tuple[str, np.ndarray]], subtype: str,
                    sample_rate: int) -> str:
@@ -28,14 +24,10 @@ def _write_sources(csv_path: str, subfolder: str, sources: Iterable[Tuple[str, n
     os.makedirs(folder, exist_ok=True)
     wavs = []
     for name, sig in sources:
-        wavs.append(os.path.join(folder, f"{name}.wav"))
-        with atomic_write(wavs[-1], "wb") as f:
+        wavs.append((os.path.join(folder, f"{name}.wav"), len(sig) / sample_rate))
+        with atomic_write(wavs[-1][0], "wb") as f:
             sf.write(f, sig, sample_rate, format="WAV", subtype=subtype)
-    with atomic_write(csv_path, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_HEADER)
-        for i, wav in enumerate(wavs):
-            writer.writerow([f"{os.path.basename(wav)[:-4]}_{i}", f"{sf.info(wav).duration:.3f}", wav, "wav", ""])
+    write_audio_list(csv_path, wavs)
     return csv_path
 
 

@@ -44,12 +44,10 @@ def _yaml() -> ruamel.yaml.YAML:
 def raw_tree(hparams_file: PathLike) -> Tuple[dict, Path]:
     """A yaml's top-level nodes, unresolved, and the file its ``!include:`` paths are relative to.
 
-    A file with ``base: <yaml>`` (a path relative to the file) is composed:
-    the base file's tree with each of this file's keys put in its place, so a
-    demo yaml lists only what differs from the full-size one. HyperPyYAML has
-    no such merge (its ``!include:`` nests a file under a key), hence this.
-    A key the base does not have is a :class:`ModelError` (a typo would
-    otherwise be silently ignored).
+    A file with ``base: <yaml>`` (a path relative to the file) is composed: the base file's tree with each of
+    this file's keys put in its place, so a demo yaml lists only what differs from the full-size one.
+    HyperPyYAML has no such merge (its ``!include:`` nests a file under a key), hence this. A key the base does
+    not have is a :class:`ModelError` (a typo would otherwise be silently ignored).
     """
     path = Path(hparams_file)
     if not path.is_file():
@@ -80,9 +78,8 @@ def read_nodes(hparams_file: PathLike, keys: Sequence[str], overrides: Overrides
                fill_placeholders: bool = True) -> Dict[str, object]:
     """The yaml nodes of ``keys`` (references resolved, :func:`compose`), not instantiated.
 
-    ``fill_placeholders`` sets the ``!PLACEHOLDER`` keys not in ``overrides``
-    (a mapping then) to ``"unused"``: data paths, when only the model is read.
-    A missing file or key is a :class:`ModelError`.
+    ``fill_placeholders`` sets the ``!PLACEHOLDER`` keys not in ``overrides`` (a mapping then) to ``"unused"``:
+    data paths, when only the model is read. A missing file or key is a :class:`ModelError`.
     """
     if fill_placeholders:
         placeholders = {k: UNUSED for k, v in raw_tree(hparams_file)[0].items()
@@ -111,16 +108,9 @@ def build_modules(nodes: Mapping[str, object]) -> Dict[str, object]:
 def model_hparams_file(model_folder: PathLike) -> Path:
     """The yaml that defines the model of a folder, so nobody has to restate it.
 
-    An exported folder and SpeechBrain's published ones (e.g.
-    ``spkrec-ecapa-voxceleb``) hold ``hyperparams.yaml``; a training run's
-    save folder (or a ``CKPT+*`` folder in it) has the run's own
-    ``hyperparams.yaml``, written by SpeechBrain with the command's overrides
-    resolved, one (or two) levels up.
-
-    Raises
-    ------
-    ModelError
-        One line when none of the three places has one.
+    An exported folder and SpeechBrain's published ones (e.g. ``spkrec-ecapa-voxceleb``) hold
+    ``hyperparams.yaml``; a training run's save folder (or a ``CKPT+*`` folder in it) has the run's own, the
+    composed yaml with the command's overrides, one (or two) levels up. None of the three: a :class:`ModelError`.
     """
     folder = Path(model_folder)
     for candidate in (folder, folder.parent, folder.parent.parent):
@@ -134,11 +124,10 @@ def load_state(module: torch.nn.Module, path: PathLike, name: str,
                state: Optional[Mapping[str, torch.Tensor]] = None) -> None:
     """Load a SpeechBrain ``.ckpt`` state dict strictly, with a one-line error on mismatch.
 
-    Read with SpeechBrain's own loader (``torch_patched_state_dict_load``,
-    which renames keys of older SpeechBrain versions, e.g. in the published
-    VoxCeleb ECAPA), but loaded strictly: SpeechBrain's parameter transfer
-    only warns about missing keys, which would hide a wrong architecture.
-    ``state``, when given, is the (edited) content of ``path`` to load instead.
+    Read with SpeechBrain's own loader (``torch_patched_state_dict_load``, which renames keys of older
+    SpeechBrain versions, e.g. in the published VoxCeleb ECAPA), but loaded strictly: SpeechBrain's parameter
+    transfer only warns about missing keys, which would hide a wrong architecture. ``state``, when given, is the
+    (edited) content of ``path`` to load instead.
     """
     state = torch_patched_state_dict_load(path, "cpu") if state is None else state
     try:
@@ -149,26 +138,13 @@ def load_state(module: torch.nn.Module, path: PathLike, name: str,
         raise ModelError(f"{path}: does not fit the {name} of the hparams file ({first})") from None
 
 
-def load_extractor(
-    model_hparams: Optional[PathLike],
-    model_folder: PathLike,
-    batch_size: int = 16,
-    device: str = "cpu",
-    overrides: Optional[Mapping] = None,
-) -> EmbeddingExtractor:
+def load_extractor(model_hparams: Optional[PathLike], model_folder: PathLike, batch_size: int = 16,
+                   device: str = "cpu", overrides: Optional[Mapping] = None) -> EmbeddingExtractor:
     """An :class:`EmbeddingExtractor` with the weights of a trained or exported model.
 
-    Arguments
-    ---------
-    model_hparams : path, optional
-        Yaml defining ``compute_features``/``mean_var_norm``/``embedding_model``;
-        ``None``: the model folder's own (:func:`model_hparams_file`).
-    model_folder : path
-        Training save folder, ``CKPT+*`` folder or exported model folder.
-    batch_size, device
-        As in :class:`EmbeddingExtractor`.
-    overrides : mapping, optional
-        Yaml overrides applied when reading ``model_hparams``.
+    ``model_hparams``: the yaml defining ``compute_features``/``mean_var_norm``/``embedding_model`` (``None``:
+    the model folder's own, :func:`model_hparams_file`), read with ``overrides``. ``model_folder``: a training
+    save folder, a ``CKPT+*`` folder or an exported model folder.
     """
     model_hparams = model_hparams_file(model_folder) if model_hparams is None else model_hparams
     modules = build_modules(read_nodes(model_hparams, EMBEDDING_KEYS, overrides))

@@ -5,26 +5,16 @@ Padding a clip changes its ECAPA embedding even when relative lengths are passed
 sorted by length and only **equal-length** utterances share a batch (an odd length is a batch of one), so no
 signal is ever padded and a batched embedding equals the one-at-a-time embedding up to float rounding.
 
-Pipeline per batch, as ``EncoderClassifier.encode_batch``::
-
-    wavs [B, T] -> compute_features -> [B, F, M] -> mean_var_norm(., ones[B])
-                -> embedding_model(., ones[B]) -> [B, 1, D] -> [B, D]
-
 Enrolment rows whose ``wav`` lists several files (``a.wav;b.wav``) are, by default (``mode="average"``),
-embedded file by file (each file cut to the row's ``[start, stop)`` window of the joined signal) and enrolled
-as the access-control CLI does (``scoring.voiceprints``: the mean of the L2-normalised file embeddings);
-``mode="concat"`` embeds the joined signal instead. Every row's embedding is that voiceprint, so rows come
-back L2-normalised.
-
-Embeddings are cached with ``torch.save`` (atomic) under a key hashing the rows (id, wav, start, stop), the
-enrolment mode and the model weights, so re-scoring with the same manifest and model reads them back.
+embedded file by file and enrolled as the access-control CLI does (``scoring.voiceprints``); ``mode="concat"``
+embeds the joined signal instead. Every row's embedding is that voiceprint, so rows come back L2-normalised.
 """
 import hashlib
 import logging
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import soundfile as sf
 import torch
@@ -99,6 +89,15 @@ def length_buckets(segments: Sequence[Segment], batch_size: int) -> List[List[in
     return batches
 
 
+def _read_segment(segment: Segment) -> torch.Tensor:
+    """Samples of one segment ``[T]``, checking that the file has them all."""
+    signal = torch.from_numpy(read_row(segment.wav, segment.start, segment.stop))
+    if len(signal) != segment.length:
+        raise AudioError(f"{segment.wav}: has {len(signal)} samples in [{segment.start}, {segment.stop}), "
+                         f"expected {segment.length} (manifest stop past the end of the file?)")
+    return signal
+
+
 class EmbeddingExtractor:
     """Embeds waveforms with SpeechBrain's three inference modules, in eval mode, without gradients.
 
@@ -141,17 +140,16 @@ class EmbeddingExtractor:
         segments = [Segment(i, "", 0, len(s)) for i, s in enumerate(signals)]
         return self.embed_segments(segments, desc=None, load=lambda seg: signals[seg.row])
 
-    def embed_segments(self, segments: Sequence[Segment], desc: Optional[str] = "embed", load=None) -> torch.Tensor:
+    def embed_segments(self, segments: Sequence[Segment], desc: Optional[str] = "embed",
+                       load=_read_segment) -> torch.Tensor:
         """Embed segments ``[N, D]`` in the order given, by :meth:`forward` over length buckets; ``load(segment)``
         gives its ``[T]`` signal (default: read from its file)."""
-        load = load or _read_segment
         if not segments:
             raise EmbeddingError("nothing to embed")
         out: List[Optional[torch.Tensor]] = [None] * len(segments)
-        batches = length_buckets(segments, self.batch_size)
         total = sum(s.length for s in segments) / SAMPLE_RATE
         with tqdm(total=round(total, 1), desc=desc, unit="s audio", disable=desc is None) as bar:
-            for batch in batches:
+            for batch in length_buckets(segments, self.batch_size):
                 wavs = torch.stack([torch.as_tensor(load(segments[i])) for i in batch])  # [B, T]
                 emb = self.forward(wavs)
                 for i, e in zip(batch, emb):
@@ -183,23 +181,6 @@ def fingerprint(modules: Mapping[str, torch.nn.Module]) -> str:
     return digest.hexdigest()
 
 
-def _read_segment(segment: Segment) -> torch.Tensor:
-    """Samples of one segment ``[T]``, checking that the file has them all."""
-    signal = torch.from_numpy(read_row(segment.wav, segment.start, segment.stop))
-    if len(signal) != segment.length:
-        raise AudioError(f"{segment.wav}: has {len(signal)} samples in [{segment.start}, {segment.stop}), "
-                         f"expected {segment.length} (manifest stop past the end of the file?)")
-    return signal
-
-
-def rows_digest(rows: Iterable[ManifestRow], mode: str, extractor: EmbeddingExtractor) -> str:
-    """Cache key: SHA-256 of the rows (id, wav, start, stop), the mode, the model and :data:`CACHE_VERSION`."""
-    digest = hashlib.sha256(f"{CACHE_VERSION}\n{mode}\n{extractor.fingerprint()}\n".encode())
-    for row in rows:
-        digest.update(f"{row.id},{row.wav},{row.start},{row.stop}\n".encode())
-    return digest.hexdigest()
-
-
 def embed_rows(rows: Sequence[ManifestRow], extractor: EmbeddingExtractor, mode: str = "average",
                cache_dir: Optional[PathLike] = None, name: str = "embeddings") -> Tuple[List[str], torch.Tensor]:
     """``(ids, [N, D] float32)``: each row's voiceprint of its signals (``scoring.voiceprints``, see ``mode`` in
@@ -210,8 +191,11 @@ def embed_rows(rows: Sequence[ManifestRow], extractor: EmbeddingExtractor, mode:
         raise EmbeddingError(f"{name}: no rows to embed")
     ids = [row.id for row in rows]
     cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / f"{name}-{rows_digest(rows, mode, extractor)[:20]}.pt"
+    if cache_dir is not None:  # key: the rows (id, wav, start, stop), the mode, the model and CACHE_VERSION
+        digest = hashlib.sha256(f"{CACHE_VERSION}\n{mode}\n{extractor.fingerprint()}\n".encode())
+        for row in rows:
+            digest.update(f"{row.id},{row.wav},{row.start},{row.stop}\n".encode())
+        cache = Path(cache_dir) / f"{name}-{digest.hexdigest()[:20]}.pt"
         if cache.is_file():
             logger.info("%s: embeddings read from cache %s", name, cache)
             return ids, torch.load(cache)["embeddings"]

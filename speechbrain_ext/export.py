@@ -18,9 +18,7 @@ from whatever ``source`` ``from_hparams`` was given: the folder where it lies no
 ``hub.push_to_hub``, with no ``overrides``. Hence ``label_encoder.ckpt`` (a ``CategoricalEncoder`` text file
 under the name the Pretrainer looks for).
 
-The architecture is copied from the training yaml (by default the run's own ``hyperparams.yaml``) by
-``speechbrain_ext.builder``, so the exported ECAPA has the training arguments. The folder is loaded for
-verification by ``inference.load_verifier`` and published by ``hub.push_to_hub``.
+The architecture is copied from the training yaml (by default the run's own ``hyperparams.yaml``).
 """
 import json
 import os
@@ -50,13 +48,11 @@ def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
     (exported); the label file is looked for there and in the parent folder.
     """
     embedding = Path(resolve_embedding_checkpoint(str(checkpoint_folder)))
-    files = {"embedding_model": embedding, "classifier": embedding.with_name("classifier.ckpt")}
-    for folder in (Path(checkpoint_folder), embedding.parent, embedding.parent.parent):
-        labels = [folder / name for name in ("label_encoder.txt", LABEL_FILE) if (folder / name).is_file()]
-        if labels:
-            files["label_encoder"] = labels[0]
-            break
-    missing = [n for n in ("classifier", "label_encoder") if n not in files or not files[n].is_file()]
+    labels = [folder / name for folder in (Path(checkpoint_folder), embedding.parent, embedding.parent.parent)
+              for name in ("label_encoder.txt", LABEL_FILE) if (folder / name).is_file()]
+    files = {"embedding_model": embedding, "classifier": embedding.with_name("classifier.ckpt"),
+             "label_encoder": labels[0] if labels else None}
+    missing = [n for n in ("classifier", "label_encoder") if files[n] is None or not files[n].is_file()]
     if missing:
         raise ModelError(f"{checkpoint_folder}: no {' or '.join(missing)} file beside {embedding}")
     return files
@@ -124,12 +120,6 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def inference_yaml(nodes: Mapping[str, object], training_yaml: str) -> str:
-    """Text of the model folder's ``hyperparams.yaml``."""
-    return INFERENCE_TEMPLATE.format(training_yaml=os.path.basename(training_yaml), nodes=dump_nodes(nodes),
-                                      sample_rate=SAMPLE_RATE)
-
-
 def _subcenter_assignments(classifier_ckpt: Path) -> Optional[torch.Tensor]:
     """``SubCenterAAM.assignments`` ``[N, K]`` saved beside the classifier (``compute_cost.ckpt``), if counted."""
     loss_ckpt = classifier_ckpt.with_name("compute_cost.ckpt")
@@ -137,19 +127,6 @@ def _subcenter_assignments(classifier_ckpt: Path) -> Optional[torch.Tensor]:
         return None
     assignments = torch_patched_state_dict_load(loss_ckpt, "cpu").get("assignments")
     return assignments if assignments is not None and assignments.sum() > 0 else None
-
-
-def _speaker_classifier(nodes: Dict[str, object], files: Mapping[str, Path]) -> Dict[str, torch.Tensor]:
-    """The classifier state with one row per label; sets the node's ``out_neurons`` to match."""
-    state = torch_patched_state_dict_load(files["classifier"], "cpu")
-    encoder = CategoricalEncoder()
-    encoder.load(files["label_encoder"])
-    try:
-        state["weight"] = speaker_head(state["weight"], len(encoder), _subcenter_assignments(files["classifier"]))
-    except (KeyError, ValueError) as err:
-        raise ModelError(f"{files['classifier']}: {err} (labels: {files['label_encoder']})") from None
-    nodes["classifier"]["out_neurons"] = int(state["weight"].shape[0])
-    return state
 
 
 def loading_snippet(source: str) -> List[str]:
@@ -214,25 +191,18 @@ def checked_model(hparams_file: PathLike, files: Mapping[str, Path], overrides: 
     nodes = read_nodes(hparams_file, MODEL_KEYS, overrides)
     if nodes["mean_var_norm"].get("norm_type") != "sentence":
         raise ModelError(f"{hparams_file}: mean_var_norm must be InputNormalization with norm_type: sentence")
-    classifier_state = _speaker_classifier(nodes, files)
+    state = torch_patched_state_dict_load(files["classifier"], "cpu")
+    encoder = CategoricalEncoder()
+    encoder.load(files["label_encoder"])
+    try:
+        state["weight"] = speaker_head(state["weight"], len(encoder), _subcenter_assignments(files["classifier"]))
+    except (KeyError, ValueError) as err:
+        raise ModelError(f"{files['classifier']}: {err} (labels: {files['label_encoder']})") from None
+    nodes["classifier"]["out_neurons"] = int(state["weight"].shape[0])
     modules = build_modules(nodes)
     load_state(modules["embedding_model"], files["embedding_model"], "embedding_model")
-    load_state(modules["classifier"], files["classifier"], "classifier", classifier_state)
-    return nodes, classifier_state, modules
-
-
-def calibration_files(threshold_file: Optional[PathLike], modules: Mapping[str, torch.nn.Module]
-                      ) -> Tuple[Optional[dict], Optional[Path]]:
-    """``threshold.json``'s content and, for an asnorm threshold, the cohort file it names (beside it).
-
-    ``ModelError`` for a threshold the CLI cannot apply, or a cohort missing or made with other ``modules``.
-    """
-    threshold = read_json(threshold_file, "threshold file")
-    if threshold is None or check_threshold(threshold, threshold_file) != "asnorm":
-        return threshold, None
-    cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
-    read_cohort(cohort_file, modules)
-    return threshold, cohort_file
+    load_state(modules["classifier"], files["classifier"], "classifier", state)
+    return nodes, state, modules
 
 
 def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, output_folder: PathLike,
@@ -249,7 +219,10 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     hparams_file = model_hparams_file(checkpoint_folder) if hparams_file is None else hparams_file
     files = checkpoint_files(checkpoint_folder)
     nodes, classifier_state, modules = checked_model(hparams_file, files, overrides)
-    threshold, cohort_file = calibration_files(threshold_file, modules)
+    threshold, cohort_file = read_json(threshold_file, "threshold file"), None
+    if threshold is not None and check_threshold(threshold, threshold_file) == "asnorm":
+        cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
+        read_cohort(cohort_file, modules)  # ModelError: missing, or made with other weights
     results = read_json(results_json, "results")
 
     atomic_copy(files["embedding_model"], out / "embedding_model.ckpt")
@@ -257,7 +230,8 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     with atomic_write(out / "classifier.ckpt", "wb") as f:
         torch.save(classifier_state, f)
     with atomic_write(out / "hyperparams.yaml") as f:
-        f.write(inference_yaml(nodes, str(hparams_file)))
+        f.write(INFERENCE_TEMPLATE.format(training_yaml=os.path.basename(hparams_file), nodes=dump_nodes(nodes),
+                                          sample_rate=SAMPLE_RATE))
     with atomic_write(out / "config.json") as f:
         json.dump({"speechbrain_interface": "SpeakerRecognition"}, f, indent=2)
     if cohort_file is not None:

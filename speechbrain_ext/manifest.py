@@ -1,7 +1,6 @@
 """Manifests, trial lists and score files: the row type, reading and writing them.
 
-The one home of the project's file formats (data preparation writes them, training, evaluation and the
-benchmarks read them):
+The one home of the project's file formats:
 
 - **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line: ``ID,duration,wav,start,stop,spk_id`` plus
   ``genre`` where the corpus has one. ``wav`` is one audio path or several joined by ``;`` (read in order and
@@ -112,6 +111,16 @@ def write_manifest(path: PathLike, rows: Iterable[ManifestRow], with_genre: bool
         writer.writerows(row.as_csv() for row in rows)
 
 
+def write_audio_list(path: PathLike, wavs: Iterable[Tuple[str, float]]) -> None:
+    """Write ``(wav, seconds)`` pairs as the CSV of SpeechBrain's ``AddNoise``/``AddReverb``, atomically
+    (``ID,duration,wav,wav_format,wav_opts``, the format of its MUSAN and RIR CSVs)."""
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "duration", "wav", "wav_format", "wav_opts"])
+        for i, (wav, seconds) in enumerate(wavs):
+            writer.writerow([f"{os.path.basename(wav)[:-4]}_{i}", f"{seconds:.3f}", wav, "wav", ""])
+
+
 def speaker_count(path: PathLike) -> int:
     """Number of distinct ``spk_id`` of a manifest (e.g. the training speakers of ``train.csv``)."""
     return len({row.spk_id for row in read_manifest(path)})
@@ -157,15 +166,11 @@ def read_trials(path: PathLike, enroll_ids: Optional[Collection[str]] = None,
     return trials
 
 
-def _label_name(label: int) -> str:
-    """``target`` or ``nontarget``."""
-    return "target" if label else "nontarget"
-
-
 def write_trials(path: PathLike, trials: Iterable[Trial]) -> None:
     """Write ``enroll_id test_id target|nontarget`` lines atomically."""
     with atomic_write(path) as f:
-        f.writelines(f"{enroll_id} {test_id} {_label_name(label)}\n" for enroll_id, test_id, label in trials)
+        f.writelines(f"{enroll_id} {test_id} {'target' if label else 'nontarget'}\n"
+                     for enroll_id, test_id, label in trials)
 
 
 def write_scores(path: PathLike, trials: Sequence[Trial], scores: Sequence[float]) -> None:
@@ -186,7 +191,7 @@ def write_scores(path: PathLike, trials: Sequence[Trial], scores: Sequence[float
         raise ValueError("scores contain NaN/inf values")
     with atomic_write(path) as f:
         for (enroll_id, test_id, label), score in zip(trials, scores.tolist()):
-            f.write(f"{enroll_id} {test_id} {score:.6f} {_label_name(label)}\n")
+            f.write(f"{enroll_id} {test_id} {score:.6f} {'target' if label else 'nontarget'}\n")
 
 
 def read_scores(path: PathLike) -> Tuple[List[Trial], np.ndarray]:

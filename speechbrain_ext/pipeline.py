@@ -1,14 +1,11 @@
 """The stages ``make demo`` and the ablation share: each one of the project's own commands, run resumably.
 
-generate a corpus (``data_prep/synth_digits.py``) -> prepare a split (the
-yaml's ``prepare_data``) -> pre-train / transfer (``recipes/train.py``) ->
-evaluate (``recipes/evaluate.py``) -> export (``recipes/export.py``).
+generate a corpus (``data_prep/synth_digits.py``) -> prepare a split (the yaml's ``prepare_data``) ->
+pre-train / transfer (``recipes/train.py``) -> evaluate (``recipes/evaluate.py``) -> export (``recipes/export.py``).
 
-A :class:`Stage` is one command, printed before it runs, with its output on
-the terminal or in a log file. Its ``done`` file marks it finished: a stage
-whose ``done`` file exists is skipped, and a training stage records its
-command there, so that a run folder made with another command is an error
-rather than a silent mix. The commands themselves resume from checkpoints.
+A :class:`Stage` is one command, printed before it runs, its output on the terminal or in a log file. A stage
+whose ``done`` file exists is skipped; a training stage records its command there, so that a run folder made
+with another command is an error rather than a silent mix. The commands themselves resume from checkpoints.
 """
 import json
 import os
@@ -43,12 +40,10 @@ class StageError(RuntimeError):
 class Stage:
     """One resumable command.
 
-    ``done``: the file whose existence means finished (``None``: always run);
-    a ``done`` named :data:`RUN_MARKER` is written here with the command.
-    ``log``: where the output goes (``None``: the terminal).
-    ``invalidates``: ``done`` files of later stages made from this one's
-    output, removed when this one is (re-)run. ``ok``: the exit statuses
-    that are not a failure (a verification's reject is 1).
+    ``done``: the file whose existence means finished (``None``: always run); one named :data:`RUN_MARKER` is
+    written here with the command. ``log``: where the output goes (``None``: the terminal). ``invalidates``:
+    ``done`` files of later stages made from this one's output, removed when this one is (re-)run. ``ok``: the
+    exit statuses that are not a failure (a verification's reject is 1).
     """
 
     def __init__(self, name: str, cmd: Sequence, done: Optional[Path] = None, log: Optional[Path] = None,

@@ -15,10 +15,9 @@ training-speaker voiceprints (same mean subtraction), ``mu_t``, ``sigma_t`` the 
 Evaluation, the voiceprint store and the access-control CLI all enrol with :func:`voiceprints` and score
 with a :class:`Scoring`, so the threshold measured on the trial lists is the one that applies at the door.
 
-Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair ``(ids, matrix [N, D])``. Work
-is done in float64 torch tensors, in batches of trials or embeddings, so millions of trials fit in memory.
-Trials are :data:`speechbrain_ext.manifest.Trial` tuples ``(enroll_id, test_id, label)`` (further fields
-ignored); ``speechbrain_ext.manifest`` reads and writes trial lists and score files.
+Embeddings are given either as a mapping ``id -> vector [D]`` or as a pair ``(ids, matrix [N, D])``; trials
+as :data:`speechbrain_ext.manifest.Trial` tuples. Work is done in float64 torch tensors, in batches of trials
+or embeddings, so millions of trials fit in memory.
 """
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -94,10 +93,9 @@ def voiceprints(embeddings: ArrayLike, owner: Optional[ArrayLike] = None,
 
         v[g] = (1 / |S_g|) * sum_{i in S_g} e[i] / |e[i]|      S_g = {i : owner[i] = g}
 
-    The one enrolment rule of the project (``embeddings.embed_rows`` calls it too). Normalising before
-    averaging gives every utterance the same weight, whatever its norm. ``owner`` ``[S]``: integer group of
-    each embedding (default: one group); ``num_groups`` defaults to ``max(owner) + 1`` and every group needs an
-    embedding. Float32, computed in float64.
+    Normalising before averaging gives every utterance the same weight, whatever its norm. ``owner`` ``[S]``:
+    integer group of each embedding (default: one group); ``num_groups`` defaults to ``max(owner) + 1`` and
+    every group needs an embedding. Float32, computed in float64.
 
     Example
     -------
@@ -125,10 +123,8 @@ def voiceprints(embeddings: ArrayLike, owner: Optional[ArrayLike] = None,
 class Scoring:
     """The score of a trial that a deployed threshold applies to: ``cosine`` or ``asnorm`` (module docstring).
 
-    ``recipes/evaluate.py`` calibrates the threshold on one of these, the model folder records which
-    (``threshold.json`` and ``cohort.pt``), and the access-control front end scores with the same one.
-    ``cohort`` ``[C, D]`` (training-speaker voiceprints) is required for, and only for, ``asnorm``; ``top_n`` is
-    its AS-norm top-N per side.
+    The model folder records which (``threshold.json`` and ``cohort.pt``). ``cohort`` ``[C, D]``
+    (training-speaker voiceprints) is required for, and only for, ``asnorm``; ``top_n`` is its top-N per side.
 
     Example
     -------

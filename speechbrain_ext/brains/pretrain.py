@@ -53,6 +53,11 @@ def applied_speed(speeds: Sequence[int], length: int, perturbed_length: int) -> 
     return fits[0]
 
 
+def classes_per_speaker(speed_perturb, speed_as_speaker: bool) -> int:
+    """Classifier classes per training speaker: one per speed when each speed is a new speaker (WeSpeaker)."""
+    return len(speed_perturb.speeds) if speed_as_speaker and speed_perturb is not None else 1
+
+
 class PretrainBrain(sb.Brain):
     """Speaker-embedding training with feature enhancement and preheating.
 
@@ -147,11 +152,10 @@ class PretrainBrain(sb.Brain):
 
     @property
     def num_speakers(self) -> int:
-        """Real training speakers: ``out_n_neurons``, divided by the speeds when each speed is a speaker
-        (``recipes/train.py`` checks ``out_n_neurons`` against the training manifest)."""
-        hp = self.hparams
-        speeds = len(hp.speed_perturb.speeds) if hp.speed_as_speaker and hp.speed_perturb is not None else 1
-        return hp.out_n_neurons // speeds
+        """Real training speakers: ``out_n_neurons`` / :func:`classes_per_speaker` (``recipes/train.py`` checks
+        ``out_n_neurons`` against the training manifest)."""
+        return self.hparams.out_n_neurons // classes_per_speaker(self.hparams.speed_perturb,
+                                                                 self.hparams.speed_as_speaker)
 
     def speed_offset(self, speed: int) -> int:
         """Label block of a speed: 0 for the original speed, then the others in order."""
