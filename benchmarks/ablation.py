@@ -129,11 +129,11 @@ def cell(summary: dict, metric: str, scale: float, digits: int, diff: bool = Fal
     return interval_text(summary[f"{metric}_mean"], summary[f"{metric}_ci"], scale, digits)
 
 
-def print_report(summary: Dict[str, dict], seeds: List[int], prep: Dict[int, Path]) -> None:
+def print_report(summary: Dict[str, dict], seeds: List[int], prep: Dict[int, Path], splits: List[str]) -> None:
     """EER % and minDCF@0.01 per split: mean over seeds and the paired Δ from the baseline, with 95 % CIs."""
     print(f"\n=== ablation: mean over seeds {seeds} [95 % speaker-bootstrap CI]; "
           f"Δ = paired difference from {BASELINE}; choices are made on dev, test is reported")
-    for split in ("dev", "test"):
+    for split in [split for split in ("dev", "test") if split in splits]:
         tables = {v: (r.get("dev", {}) if split == "dev" else r) for v, r in summary.items()}
         conditions = [c for c in ordered_conditions(next(iter(tables.values()))) if "+" not in c]
         if not conditions:
@@ -176,6 +176,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         help="default: the transfer yaml's number_of_epochs")
     parser.add_argument("--test_ratio", type=float, default=0.4, help="fraction of target speakers for test")
     parser.add_argument("--dev_ratio", type=float, default=0.15, help="fraction of target speakers for dev")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS,
+                        help="splits to evaluate: dev alone while choosing, so that test is read once, at the end")
     parser.add_argument("--no_asnorm", action="store_true",
                         help="evaluate raw cosine only (no cohort to embed: about a third faster)")
     parser.add_argument("--bootstrap_resamples", type=int, default=1000,
@@ -236,7 +238,7 @@ def evaluation_stages(plan: Plan, args, work: Path) -> Dict[tuple, Stage]:
         models = {NO_TRANSFER: (plan.pre_folder[s], work / f"seed{s}" / "eval_no_transfer")}
         models.update({v: (plan.run_folder[(v, s)], plan.run_folder[(v, s)] / "eval") for v in args.variants})
         for variant, (model, out) in models.items():
-            for split in SPLITS:
+            for split in args.splits:
                 folder = out if split == "test" else out.with_name(out.name + "_" + split)
                 options = {"seed": s, "model_hparams": model / "hyperparams.yaml", "device": args.device}
                 if split != "test":
@@ -259,8 +261,8 @@ def training_stages(plan: Plan, args, source: Path, target: Path,
                                                "number_of_epochs": args.pretrain_epochs, "device": args.device},
                                shlex.split(args.pretrain_extra)),
                  plan.pre_folder[s] / RUN_MARKER, plan.pre_folder[s] / "ablation.log",
-                 invalidates=[evals[(NO_TRANSFER, t, split)].done for t in plan.seeds for split in SPLITS
-                              if plan.pre_folder[t] == plan.pre_folder[s]])
+                 invalidates=[stage.done for (v, t, _), stage in evals.items()
+                              if v == NO_TRANSFER and plan.pre_folder[t] == plan.pre_folder[s]])
            for s in plan.pre_seeds]
     runs = []
     for s in plan.seeds:
@@ -273,7 +275,7 @@ def training_stages(plan: Plan, args, source: Path, target: Path,
             runs.append(Stage(f"transfer {variant} seed {s}",
                               train_command(TRANSFER_YAML, overrides, VARIANTS[variant] + args.extra),
                               folder / RUN_MARKER, folder / "ablation.log",
-                              invalidates=[evals[(variant, s, split)].done for split in SPLITS]))
+                              invalidates=[evals[(variant, s, split)].done for split in args.splits]))
     return pre, runs
 
 
@@ -287,7 +289,7 @@ def collect(plan: Plan, args, evals: Dict[tuple, Stage]) -> Dict[str, dict]:
         summary[variant] = {"step_time_s": (None if variant == NO_TRANSFER or None in steps
                                             else round(statistics.mean(steps), 4)),
                             "evaluated_epoch": [best_checkpoint_epoch(save[s] / "save") for s in plan.seeds]}
-    for split in SPLITS:
+    for split in args.splits:
         say(f"=== bootstrap ({args.bootstrap_resamples} speaker resamples) on {split}")
         table = compare(evals, split, plan.seeds, [NO_TRANSFER, *args.variants], plan.target_prep,
                         args.bootstrap_resamples)
@@ -321,7 +323,7 @@ def main(argv: List[str]) -> None:
             "target_folder": str(target), "pretrain_epochs": args.pretrain_epochs,
             "transfer_epochs": args.transfer_epochs or "yaml default", "extra_overrides": args.extra,
             "pretrain_extra": args.pretrain_extra, "tag": args.tag, "work_folder": str(work),
-            "jobs": args.jobs, "threads_per_run": threads or "torch default",
+            "jobs": args.jobs, "threads_per_run": threads or "torch default", "splits": args.splits,
             "command": [PY, "benchmarks/ablation.py", *argv], "eer_unit": "fraction",
             "bootstrap_resamples": args.bootstrap_resamples,
             "ci": "95 % percentile interval of the mean over seeds, test speakers resampled",
@@ -329,7 +331,7 @@ def main(argv: List[str]) -> None:
             "runtime_s_this_invocation": round(time.time() - started, 1)}
     write_json(out, summary)
     write_json(out.with_suffix(".meta.json"), meta)
-    print_report(summary, plan.seeds, plan.target_prep)
+    print_report(summary, plan.seeds, plan.target_prep, args.splits)
     print(f"\nwrote {out} and {out.with_suffix('.meta.json')}; this invocation took "
           f"{time.time() - started:.0f} s")
 
