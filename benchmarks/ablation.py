@@ -232,13 +232,14 @@ def prepare_splits(args, work: Path, target: Path) -> Plan:
 
 
 def evaluation_stages(plan: Plan, args, work: Path) -> Dict[tuple, Stage]:
-    """``recipes/evaluate.py`` of every model on the test and the dev split, by (variant, seed, split)."""
+    """``recipes/evaluate.py`` of every model on the test and the dev split, by (variant, seed, split); those of
+    both splits, run or not (``--splits``), so that a re-done training run invalidates them all."""
     evals = {}
     for s in plan.seeds:
         models = {NO_TRANSFER: (plan.pre_folder[s], work / f"seed{s}" / "eval_no_transfer")}
         models.update({v: (plan.run_folder[(v, s)], plan.run_folder[(v, s)] / "eval") for v in args.variants})
         for variant, (model, out) in models.items():
-            for split in args.splits:
+            for split in SPLITS:
                 folder = out if split == "test" else out.with_name(out.name + "_" + split)
                 options = {"seed": s, "model_hparams": model / "hyperparams.yaml", "device": args.device}
                 if split != "test":
@@ -275,7 +276,7 @@ def training_stages(plan: Plan, args, source: Path, target: Path,
             runs.append(Stage(f"transfer {variant} seed {s}",
                               train_command(TRANSFER_YAML, overrides, VARIANTS[variant] + args.extra),
                               folder / RUN_MARKER, folder / "ablation.log",
-                              invalidates=[evals[(variant, s, split)].done for split in args.splits]))
+                              invalidates=[evals[(variant, s, split)].done for split in SPLITS]))
     return pre, runs
 
 
@@ -313,7 +314,8 @@ def main(argv: List[str]) -> None:
     plan = prepare_splits(args, work, target)
     evals = evaluation_stages(plan, args, work)
     pre_stages, runs = training_stages(plan, args, source, target, evals)
-    for stages, what in ((pre_stages, "pre-train"), (runs, "transfer"), (list(evals.values()), "evaluate")):
+    chosen = [stage for (_, _, split), stage in evals.items() if split in args.splits]
+    for stages, what in ((pre_stages, "pre-train"), (runs, "transfer"), (chosen, "evaluate")):
         run_stages(stages, what, args.jobs, threads)
     summary = collect(plan, args, evals)
 

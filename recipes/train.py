@@ -23,7 +23,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
 from speechbrain_ext.brains import ConfigError
 from speechbrain_ext.brains.pretrain import classes_per_speaker
-from speechbrain_ext.builder import build_modules, compose, read_nodes
+from speechbrain_ext.builder import ModelError, build_modules, compose, read_nodes
 from speechbrain_ext.dataio import speaker_datasets
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import read_manifest, speaker_count
@@ -108,5 +108,5 @@ def main(argv) -> sb.Brain:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, FileNotFoundError) as err:  # bad hparams or paths: one line, no traceback
+    except (ConfigError, ModelError, FileNotFoundError) as err:  # bad hparams or paths: one line, no traceback
         sys.exit(f"error: {err}")

@@ -71,7 +71,10 @@ def compose(hparams_file: PathLike, overrides: Overrides = None) -> io.StringIO:
     _yaml().dump(tree, stream)
     stream.seek(0)
     stream.name = str(origin)  # resolve_references finds !include: files beside this name
-    return resolve_references(stream, overrides, overrides_must_match=True)
+    try:
+        return resolve_references(stream, overrides, overrides_must_match=True)
+    except KeyError as err:  # hyperpyyaml's "Override 'x' not found in: [every key]"
+        raise ModelError(f"{hparams_file}: {str(err.args[0]).split(' not found')[0]} is not one of its keys") from None
 
 
 def read_nodes(hparams_file: PathLike, keys: Sequence[str], overrides: Overrides = None,

@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RUN_MARKER = "run.json"  # a finished training stage: {"command": [...], "wall_s": s}
+LEGACY_MARKER = "ablation_run.json"  # the same, written by the ablation before this module existed
 
 _print_lock = threading.Lock()
 
@@ -54,6 +55,9 @@ class Stage:
     def run(self, label: str = "", threads: int = 0) -> dict:
         """Run unless done; returns ``{"command", "wall_s", "exit"}`` (the recorded one when skipped)."""
         tag = f"[{label}] " if label else ""
+        if self.done is not None and (self.done.parent / LEGACY_MARKER).is_file():
+            raise StageError(f"{self.done.parent} holds a run of an older ablation ({LEGACY_MARKER}); "
+                             "use another output folder")
         if self.done is not None and self.done.is_file():
             record = json.loads(self.done.read_text()) if self.done.name == RUN_MARKER else {"command": self.cmd}
             if record["command"] != self.cmd:

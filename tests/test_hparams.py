@@ -71,3 +71,8 @@ def test_demo_values_replace_whole_nodes_and_references_follow(tmp_path):
 def test_the_shared_blocks_are_included(full):
     text = (ROOT / "hparams" / full).read_text()
     assert "!include:blocks/augmentation.yaml" in text and "!include:blocks/model.yaml" in text
+
+
+def test_an_override_the_yaml_lacks_is_one_line():
+    with pytest.raises(ModelError, match="'lin_neurons' is not one of its keys"):
+        compose(ROOT / "hparams" / "transfer_demo.yaml", {"lin_neurons": 256})

@@ -49,3 +49,10 @@ def test_step_time_is_the_mean_of_the_logged_epochs(tmp_path):
                    "epoch: 2 - train loss: 1.0, train step_time_s: 1.5\n")
     assert step_time(log) == pytest.approx(1.0)
     assert flags({"seed": 7, "skip_prep": True}) == ["--seed=7", "--skip_prep=True"]
+
+
+def test_a_folder_of_an_older_ablation_is_an_error(tmp_path):
+    (tmp_path / "ablation_run.json").write_text('{"command": []}')
+    with pytest.raises(StageError, match="older ablation"):
+        Stage("train", writer(tmp_path / "a.txt"), tmp_path / RUN_MARKER).run()
+    assert not (tmp_path / "a.txt").exists()
