@@ -101,7 +101,7 @@ def main() -> None:
                         help="30: >= 5,000 trials at 1 s, 2 s and full length (few strings reach 3 s)")
     parser.add_argument("--pretrain_epochs", type=int, default=4)
     parser.add_argument("--transfer_epochs", type=int, default=5,
-                        help="fewer than the yaml's 10, to keep the demo short")
+                        help="fewer than the yaml's 20, to keep the demo short")
     parser.add_argument("--seed", type=int, default=1986)
     args = parser.parse_args()
     if min(args.source_speakers, args.target_speakers) < 8 or min(args.source_utts, args.target_utts) < 6:
