@@ -62,7 +62,7 @@ from typing import Dict, List, Tuple
 
 from data_prep.common import PrepError
 from speechbrain_ext.checkpoints import best_checkpoint_epoch
-from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.io_utils import write_json
 from speechbrain_ext.manifest import speaker_count
 from speechbrain_ext.metrics import interval_text
 from speechbrain_ext.pipeline import (PY, RUN_MARKER, Stage, StageError, evaluate_command, prepare, run_stages,
@@ -172,21 +172,17 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--output_json", required=True)
     parser.add_argument("--work_folder", default="results/ablation", help="runs go to <work_folder>/seed<S>/")
     parser.add_argument("--pretrain_epochs", type=int, default=4)
-    parser.add_argument("--transfer_epochs", type=int, default=None,
-                        help="default: the transfer yaml's number_of_epochs")
+    parser.add_argument("--transfer_epochs", type=int, help="default: the transfer yaml's number_of_epochs")
     parser.add_argument("--test_ratio", type=float, default=0.4, help="fraction of target speakers for test")
     parser.add_argument("--dev_ratio", type=float, default=0.15, help="fraction of target speakers for dev")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS,
                         help="splits to evaluate: dev alone while choosing, so that test is read once, at the end")
-    parser.add_argument("--no_asnorm", action="store_true",
-                        help="evaluate raw cosine only (no cohort to embed: about a third faster)")
-    parser.add_argument("--bootstrap_resamples", type=int, default=1000,
-                        help="speaker-level bootstrap resamples for the confidence intervals")
+    parser.add_argument("--no_asnorm", action="store_true", help="raw cosine only (no cohort: about a third faster)")
+    parser.add_argument("--bootstrap_resamples", type=int, default=1000, help="speaker-level bootstrap resamples")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="transfer variants to run (no_transfer is always evaluated)")
+                        help="transfer variants (no_transfer is always evaluated)")
     parser.add_argument("--tag", default="", help="suffix of the transfer run folders (for --extra studies)")
-    parser.add_argument("--share_pretrain", action="store_true",
-                        help="one pre-training (first seed) for all seeds, to save time")
+    parser.add_argument("--share_pretrain", action="store_true", help="one pre-training (first seed) for all seeds")
     parser.add_argument("--pretrain_extra", default="", help="quoted overrides for the pre-training runs")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--threads", type=int, default=0,
@@ -297,11 +293,6 @@ def collect(plan: Plan, args, evals: Dict[tuple, Stage]) -> Dict[str, dict]:
         for variant, conditions in table.items():
             (summary[variant] if split == "test" else summary[variant].setdefault("dev", {})).update(conditions)
     return summary
-
-
-def write_json(path: Path, content) -> None:
-    with atomic_write(path) as f:
-        json.dump(content, f, indent=2)
 
 
 def main(argv: List[str]) -> None:

@@ -15,7 +15,6 @@ for one score (``deploy_score``) and its FAR/FRR measured on each test condition
 ``cohort.pt`` goes beside ``threshold.json`` for ``recipes/export.py`` to ship. Bad input: one line on stderr,
 exit status 1.
 """
-import json
 import logging
 import re
 import sys
@@ -28,7 +27,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_ext.builder import compose, load_extractor
 from speechbrain_ext.calibration import COHORT_FILE, save_cohort
 from speechbrain_ext.embeddings import embed_manifest, speaker_means
-from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.io_utils import atomic_write, write_json
 from speechbrain_ext.manifest import read_manifest, read_trials, write_scores
 from speechbrain_ext.metrics import bootstrap_ci, eer, error_rates, interval_text, min_dcf, threshold_at_far
 from speechbrain_ext.plots import plot_det, plot_score_hist
@@ -202,11 +201,10 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
         threshold["cohort_file"] = COHORT_FILE
 
     table = results_table(results, threshold)
-    for name, text in [("threshold.json", json.dumps(threshold, indent=2)),
-                       ("results.json", json.dumps(results, indent=2)),
-                       ("results.md", f"# Evaluation of {hp['model_folder']}\n\n{table}\n")]:
-        with atomic_write(out / name) as f:
-            f.write(text)
+    write_json(out / "threshold.json", threshold)
+    write_json(out / "results.json", results)
+    with atomic_write(out / "results.md") as f:
+        f.write(f"# Evaluation of {hp['model_folder']}\n\n{table}\n")
     plot_det(curves, out / "det.png")
     if "full" in curves:
         plot_score_hist(*curves["full"], out / "score_hist.png", threshold=threshold["threshold"])

@@ -50,11 +50,8 @@ def prepare(hparams_file: str, overrides: str) -> str:
 
 
 def save_hparams(composed: str, hparams_file: str, output_folder: str) -> None:
-    """Write the run's ``hyperparams.yaml`` (what export and evaluation read), atomically.
-
-    Not SpeechBrain's ``create_experiment_directory(hyperparams_to_save=...)``:
-    that re-reads the file alone, which misses a demo yaml's ``base``.
-    """
+    """Write the run's ``hyperparams.yaml`` (what export and evaluation read), atomically. Not SpeechBrain's
+    ``create_experiment_directory(hyperparams_to_save=...)``: that re-reads the file alone, missing its ``base``."""
     with atomic_write(os.path.join(output_folder, "hyperparams.yaml")) as f:
         f.write(f"# Generated from {os.path.abspath(hparams_file)} with its base and overrides\n{composed}")
 

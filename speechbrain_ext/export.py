@@ -20,7 +20,6 @@ under the name the Pretrainer looks for).
 
 The architecture is copied from the training yaml (by default the run's own ``hyperparams.yaml``).
 """
-import json
 import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -34,7 +33,7 @@ from speechbrain_ext.builder import (MODEL_KEYS, ModelError, build_modules, dump
 from speechbrain_ext.calibration import (COHORT_FILE, THRESHOLD_FILE, check_threshold, read_cohort, read_json,
                                          save_cohort)
 from speechbrain_ext.inference import LABEL_FILE, check_model_folder
-from speechbrain_ext.io_utils import atomic_copy, atomic_write
+from speechbrain_ext.io_utils import atomic_copy, atomic_write, write_json
 from speechbrain_ext.losses.subcenter_aam import dominant_subcenters
 from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
@@ -174,9 +173,8 @@ def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: fl
     path = folder / COHORT_FILE
     save_cohort(path, torch.as_tensor(embeddings), top_n, extractor.fingerprint())
     previous = read_json(folder / THRESHOLD_FILE, "threshold file") if (folder / THRESHOLD_FILE).is_file() else {}
-    with atomic_write(folder / THRESHOLD_FILE) as f:
-        json.dump({**previous, "threshold": float(threshold), "score": "asnorm", "cohort_file": COHORT_FILE}, f,
-                  indent=2)
+    write_json(folder / THRESHOLD_FILE, {**previous, "threshold": float(threshold), "score": "asnorm",
+                                         "cohort_file": COHORT_FILE})
     return path
 
 
@@ -232,16 +230,14 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     with atomic_write(out / "hyperparams.yaml") as f:
         f.write(INFERENCE_TEMPLATE.format(training_yaml=os.path.basename(hparams_file), nodes=dump_nodes(nodes),
                                           sample_rate=SAMPLE_RATE))
-    with atomic_write(out / "config.json") as f:
-        json.dump({"speechbrain_interface": "SpeakerRecognition"}, f, indent=2)
+    write_json(out / "config.json", {"speechbrain_interface": "SpeakerRecognition"})
     if cohort_file is not None:
         atomic_copy(cohort_file, out / COHORT_FILE)
         threshold["cohort_file"] = COHORT_FILE
     else:
         (out / COHORT_FILE).unlink(missing_ok=True)  # a re-export for cosine scores must not leave one
     if threshold is not None:
-        with atomic_write(out / THRESHOLD_FILE) as f:
-            json.dump(threshold, f, indent=2)
+        write_json(out / THRESHOLD_FILE, threshold)
     with atomic_write(out / "README.md") as f:
         f.write(model_card(results, threshold, out.name))
     return out

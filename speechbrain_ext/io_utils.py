@@ -5,6 +5,7 @@ written to a temporary file in the same folder, flushed and fsync-ed, then renam
 POSIX guarantees to be atomic.
 """
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -44,6 +45,12 @@ def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[I
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: "PathLike", content) -> None:
+    """``content`` as indented JSON at ``path``, atomically."""
+    with atomic_write(path) as f:
+        json.dump(content, f, indent=2)
 
 
 def atomic_copy(src: "PathLike", dst: "PathLike") -> None:

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from speechbrain_ext.io_utils import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RUN_MARKER = "run.json"  # a finished training stage: {"command": [...], "wall_s": s}
@@ -74,10 +76,7 @@ class Stage:
                 self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
             raise StageError(f"stage '{self.name}' failed (exit {code}){tail}")
         if self.done is not None and self.done.name == RUN_MARKER:
-            from speechbrain_ext.io_utils import atomic_write
-
-            with atomic_write(self.done) as f:
-                json.dump(record, f, indent=1)
+            write_json(self.done, record)
         for path in self.invalidates:
             path.unlink(missing_ok=True)
         say(f"{tag}done  {self.name} in {record['wall_s']:.0f} s")

@@ -33,6 +33,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
 from speechbrain_ext.brains.pretrain import ConfigError, PretrainBrain
+from speechbrain_ext.io_utils import write_json
 from speechbrain_ext.manifest import SAMPLE_RATE
 from speechbrain_ext.pretrained import resolve_embedding_checkpoint
 
@@ -219,8 +220,7 @@ class EpochTerms:
 
     @mark_as_saver
     def save(self, path) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"sums": self.sums, "count": self.count, "history": self.history}, f)
+        write_json(path, {"sums": self.sums, "count": self.count, "history": self.history})
 
     @mark_as_loader
     def load(self, path, end_of_epoch) -> None:
