@@ -82,13 +82,13 @@ VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_
     "joint_keep_k": ["--subcenter_drop_epoch=null"],
     "joint_first": ["--teacher=self", "--posterior_weight=1", "--cosine_weight=0",
                     "--subcenter_drop_epoch=null", "--short_scales=[1.0]"],
-    # a plain SpeechBrain-recipe fine-tune: no augmentation, no warm-ups, no
-    # sub-centers, AAM m 0.2 s 30, Adam at a constant 3e-4, 2 s crops, batch 32
+    # a plain SpeechBrain-recipe fine-tune: each string its own example, 2 s random crops zero-padded by the
+    # batch, no augmentation, no warm-ups, no sub-centers, AAM m 0.2 s 30, Adam at a constant 3e-4, batch 32
     "stock_finetune": ["--wav_augment=null", "--feat_augment=null", "--lr=0.0003", "--final_lr=0.0003",
                        "--lr_warmup_epochs=0", "--head_only_epochs=0", "--margin_ramp_start=0",
                        "--margin_ramp_end=0", "--margin=0.2", "--scale=30", "--num_subcenters=1",
                        "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0", "--long_len=2.0",
-                       "--batch_size=32"],
+                       "--batch_size=32", "--train_example=string", "--pad_mode=zero"],
 }
 CONDITION_ORDER = ["1s", "2s", "3s", "full"]
 SPLITS = ("test", "dev")  # dev: choices; test: reported only

@@ -65,7 +65,7 @@ class PretrainBrain(sb.Brain):
     ``classifier`` (cosine outputs ``[B, 1, N]``). Hparams read: ``compute_cost`` (``SubCenterAAM``),
     ``lr_schedule``, ``backbone_lr_scale``, ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
     ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``, ``epoch_counter``,
-    ``train_logger``.
+    ``train_logger``, ``select_checkpoint`` (``valid``: keep the checkpoint of lowest validation error; ``last``).
     """
 
     train_crop_key: str = "sentence_len"  # hparam giving the training crop length, seconds
@@ -243,8 +243,10 @@ class PretrainBrain(sb.Brain):
 
     def log_and_save(self, epoch: int, valid_stats: Optional[dict]) -> None:
         """Checkpoint, then log: a run killed in between does not log an epoch twice."""
-        if valid_stats is None:
-            self.checkpointer.save_and_keep_only(meta={"epoch": epoch}, max_keys=["epoch"])
+        if valid_stats is None or self.hparams.select_checkpoint == "last":
+            # without ErrorRate in the meta, checkpoints.best_checkpoint takes the newest
+            meta = {"epoch": epoch, **({} if valid_stats is None else {"valid_error": valid_stats["ErrorRate"]})}
+            self.checkpointer.save_and_keep_only(meta=meta, max_keys=["epoch"])
         else:
             self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"], "epoch": epoch},
                                                  min_keys=["ErrorRate"])

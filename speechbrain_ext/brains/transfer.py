@@ -61,6 +61,9 @@ class TransferBrain(PretrainBrain):
             raise ConfigError(f"teacher must be one of {TEACHERS}, got {mode!r}")
         if mode == "frozen" and not self.hparams.pretrained_path:
             raise ConfigError("teacher: frozen needs pretrained_path (the stage-1 model it freezes)")
+        if self.uses_short and self.hparams.pad_mode != "repeat":
+            raise ConfigError("the short crops are cut from the long crop, which must be unpadded: "
+                              "pad_mode: repeat (zero padding only for plain fine-tuning)")
         if self.hparams.pretrained_path:
             ckpt = resolve_embedding_checkpoint(self.hparams.pretrained_path)
             pretrainer = Pretrainer(
