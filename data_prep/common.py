@@ -7,6 +7,11 @@ size), a skip log with a one-line summary, grouping of training utterances
 trial generation and the ``skip_prep`` check. Manifests and trial lists are
 written by ``speechbrain_ext.manifest``.
 
+Also the pieces of the built-in corpus generators (``synth_digits.py``,
+``recorded_voices.py``): sox decoding to 16 kHz float, atomic 16-bit PCM
+writing, seeding by domain, the ``.corpus.json`` reuse check, the summary and
+a command line whose errors are one line.
+
 No torch or SpeechBrain import here (nor in ``speechbrain_ext.manifest``):
 preparation stays light and fast.
 """
@@ -615,3 +620,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_corpus_cli(parser: argparse.ArgumentParser, make: Callable[..., dict],
+                   argv: Optional[Sequence[str]] = None) -> dict:
+    """Parse arguments and run a corpus generator ``make``; its errors end in one line.
+
+    Bad arguments exit 2 (usage error), a missing tool or package exits 1.
+    """
+    args = vars(parser.parse_args(argv))
+    try:
+        return make(**args)
+    except CorpusArgumentError as error:
+        parser.error(str(error))
+    except MissingToolError as error:
+        sys.exit(f"{parser.prog}: error: {error}")

@@ -81,7 +81,6 @@ import dataclasses
 import functools
 import re
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -92,7 +91,7 @@ from tqdm import tqdm
 
 from data_prep.common import (
     CorpusArgumentError, MissingToolError, OneLineParser, check_tools, corpus_summary, domain_rng,
-    existing_corpus, float_wav_bytes, sox_float, write_corpus_meta, write_pcm16,
+    existing_corpus, float_wav_bytes, run_corpus_cli, sox_float, write_corpus_meta, write_pcm16,
 )
 from data_prep.synth_digits import DIGIT_WORDS, SOURCE_WORDS
 from speechbrain_ext.io_utils import atomic_write
@@ -614,14 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Command-line entry point; returns the summary of ``make_corpus``."""
-    parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    try:
-        return make_corpus(**args)
-    except CorpusArgumentError as error:
-        parser.error(str(error))
-    except MissingToolError as error:
-        sys.exit(f"recorded_voices.py: error: {error}")
+    return run_corpus_cli(build_parser(), make_corpus, argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import dataclasses
 import math
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -51,8 +50,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.common import (
-    CorpusArgumentError, MissingToolError, OneLineParser, check_tools, corpus_summary,
-    domain_rng, existing_corpus, sox_float, write_corpus_meta, write_pcm16,
+    CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
+    existing_corpus, run_corpus_cli, sox_float, write_corpus_meta, write_pcm16,
 )
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import SAMPLE_RATE
@@ -636,14 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Command-line entry point; returns the summary of ``synthesize_corpus``."""
-    parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    try:
-        return synthesize_corpus(**args)
-    except CorpusArgumentError as error:
-        parser.error(str(error))
-    except MissingToolError as error:
-        sys.exit(f"synth_digits.py: error: {error}")
+    return run_corpus_cli(build_parser(), synthesize_corpus, argv)
 
 
 if __name__ == "__main__":
