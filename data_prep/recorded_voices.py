@@ -16,7 +16,8 @@ ivrvoice   asterisk-core-sounds-ru-wav      ru-RU    ~570 prompts
 armelle    asterisk-prompt-fr-armelle       fr-FR    ~320 prompts (GSM)
 esco       asterisk-prompt-es-co            es-CO    ~280 prompts (GSM)
 gcin3      gcin-voice (Edward Liu)          zh-TW    1200 Mandarin syllables
-gcin5      gcin-voice (Chu Lo)              zh-TW    1158 Mandarin syllables
+gcin5      gcin-voice (Chu Lo)              zh-TW    1158 syllables, voicebank
+                                                     takes on one flat pitch
 flite_*    flite (kal, awb, rms, slt)       en       synthetic (one real
                                                      speaker each), text
 ========== ================================ ======== ========================
@@ -57,7 +58,10 @@ and the gcin and flite ones are not: no speaker is told apart by bandwidth.
 Limits, to keep in mind when reading results: each voice recorded each digit
 once, so all strings of a speaker reuse the same ten recordings (varied as
 above); each real voice is one recording session; with the default voices
-there are 9 real voices, 4 flite voices and 39 pseudo-speakers.
+there are 9 real voices, 4 flite voices and 39 pseudo-speakers; a pseudo-speaker
+shares its voice's recordings, so a split that puts ``allison`` in training and
+``allison_up3`` in test is easier than one by voice; and source and target use
+the same voices unless ``voices`` says otherwise.
 
 Layout written (what ``folder_prepare.py`` / ``shal_prepare.py`` read)::
 
@@ -357,9 +361,10 @@ def source_utterance(speaker: Speaker, args: Dict, utt_index: int) -> Tuple[np.n
     needed = (crop_s - variation.lead_s - variation.tail_s) * variation.tempo * SAMPLE_RATE
     voice, pieces, gaps, used = speaker.voice, [], [], []
     if voice.kind == "synthetic":
-        words = SOURCE_WORDS["en"]
-        text = " ".join(words[i] for i in rng.integers(0, len(words), size=int(np.ceil(crop_s * FLITE_WORDS_PER_SECOND))))
-        pieces, used = [flite_speech(voice.flite_voice, text)], [text]
+        words, drawn = SOURCE_WORDS["en"], []
+        while not pieces or len(pieces[0]) < 1.05 * needed:  # more words until long enough (rare)
+            drawn += [words[i] for i in rng.integers(0, len(words), size=int(np.ceil(crop_s * FLITE_WORDS_PER_SECOND)))]
+            pieces, used = [flite_speech(voice.flite_voice, " ".join(drawn))], [" ".join(drawn)]
     else:
         files, draws = material_files(voice, args["voices_root"]), 0
         while sum(map(len, pieces)) + SAMPLE_RATE * sum(gaps) < needed:
