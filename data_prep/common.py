@@ -7,17 +7,25 @@ size), a skip log with a one-line summary, grouping of training utterances
 trial generation and the ``skip_prep`` check. Manifests and trial lists are
 written by ``speechbrain_ext.manifest``.
 
+Also the pieces of the built-in corpus generators (``synth_digits.py``,
+``recorded_voices.py``): sox decoding to 16 kHz float, atomic 16-bit PCM
+writing, seeding by domain, the ``.corpus.json`` reuse check, the summary and
+a command line whose errors are one line.
+
 No torch or SpeechBrain import here (nor in ``speechbrain_ext.manifest``):
 preparation stays light and fast.
 """
 import argparse
 import collections
+import io
 import json
 import logging
 import multiprocessing
 import os
 import re
+import shutil
 import struct
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -494,3 +502,136 @@ def run_cli(parser: argparse.ArgumentParser, prepare: Callable[..., None], argv:
         parser.error(str(e))
     except PrepError as e:
         sys.exit(f"{parser.prog}: error: {e}")
+
+
+# ------------------------------------------------------- corpus generators
+# Shared by the built-in corpora (``synth_digits.py``: espeak-ng voices,
+# ``recorded_voices.py``: recordings shipped by Debian packages).
+CORPUS_FILE = ".corpus.json"
+CORPUS_DOMAINS = ("target", "source")  # the index of a domain is part of every seed
+
+
+class CorpusArgumentError(ValueError):
+    """Raised for nonsense arguments or an output folder that holds something else."""
+
+
+class MissingToolError(RuntimeError):
+    """Raised when a program or a Debian package's data that a corpus needs is not installed."""
+
+
+def domain_rng(seed: int, domain: str, *indices: int) -> np.random.Generator:
+    """A generator that depends only on the seed, the domain and the indices.
+
+    Example
+    -------
+    >>> float(domain_rng(1, "target", 2).random()) == float(domain_rng(1, "target", 2).random())
+    True
+    >>> float(domain_rng(1, "target", 2).random()) == float(domain_rng(1, "source", 2).random())
+    False
+    """
+    return np.random.default_rng([seed, CORPUS_DOMAINS.index(domain), *indices])
+
+
+def sox_float(inputs: Sequence[str], effects: Sequence[str] = (), stdin=None, what: str = "") -> np.ndarray:
+    """Decode with sox to float32 samples at 16 kHz, mono, applying ``effects``.
+
+    ``inputs`` are sox's input arguments (a file, or ``-t wav -`` for ``stdin``:
+    a pipe or bytes); sox resamples and downmixes as needed. ``-R`` makes the
+    output repeatable (no random dither). Raises ``RuntimeError`` naming
+    ``what`` (or the input) with sox's message.
+    """
+    command = ["sox", "-R", "-V1", *inputs, "-t", "raw", "-e", "floating-point", "-b", "32",
+               "-r", str(SAMPLE_RATE), "-c", "1", "-", *effects]
+    piped = isinstance(stdin, bytes)
+    result = subprocess.run(command, input=stdin if piped else None, stdin=None if piped else stdin,
+                            capture_output=True)
+    if result.returncode:
+        raise RuntimeError(f"sox failed on {what or ' '.join(inputs)}: {result.stderr.decode().strip()}")
+    return np.frombuffer(result.stdout, dtype=np.float32)
+
+
+def float_wav_bytes(signal: np.ndarray) -> bytes:
+    """``signal`` (16 kHz, mono) as a 32-bit float WAV file in memory (to pipe into sox)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(signal, np.float32), SAMPLE_RATE, subtype="FLOAT", format="WAV")
+    return buffer.getvalue()
+
+
+def write_pcm16(path: Path, signal: np.ndarray) -> None:
+    """Write ``signal`` (16 kHz, mono, in [-1, 1]) as a 16-bit PCM WAV file, atomically."""
+    with atomic_write(path, "wb") as f:
+        sf.write(f, np.asarray(signal, np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+
+
+def check_tools(tools: Sequence[str], hint: str) -> None:
+    """Raise ``MissingToolError`` naming the programs missing from ``PATH`` and ``hint`` (what to install)."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise MissingToolError(f"{' and '.join(missing)} not found: {hint}")
+
+
+def write_corpus_meta(folder: Path, meta: dict) -> None:
+    """Write ``folder/.corpus.json`` atomically."""
+    with atomic_write(folder / CORPUS_FILE) as f:
+        json.dump(meta, f, indent=1)
+
+
+def existing_corpus(folder: Path, arguments: dict) -> Optional[dict]:
+    """The ``.corpus.json`` metadata of a complete corpus made with ``arguments``, else None.
+
+    Raises ``CorpusArgumentError`` when ``folder`` holds something else: files
+    but no ``.corpus.json``, or a corpus made with other arguments.
+    """
+    meta_path = folder / CORPUS_FILE
+    if not meta_path.exists():
+        if folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
+            raise CorpusArgumentError(
+                f"{folder} is not empty and holds no {CORPUS_FILE}; choose a new folder"
+            )
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta["arguments"] != arguments:
+        differing = {k: v for k, v in meta["arguments"].items() if arguments.get(k) != v}
+        raise CorpusArgumentError(
+            f"{folder} holds a corpus made with other arguments ({differing}); "
+            "choose a new folder or delete it"
+        )
+    complete = meta["complete"] and all((folder / f"{k}.wav").exists() for k in meta["utterances"])
+    return meta if complete else None
+
+
+def corpus_summary(folder: Path, meta: dict, seconds: float, reused: bool) -> dict:
+    """The summary a corpus generator returns: counts, durations (s), total hours, wall time."""
+    durations = [u["duration"] for u in meta["utterances"].values()]
+    return {
+        "output_folder": str(folder),
+        "num_speakers": len(meta["speakers"]),
+        "num_utterances": len(durations),
+        "min_duration": min(durations),
+        "max_duration": max(durations),
+        "total_hours": sum(durations) / 3600.0,
+        "seconds": seconds,
+        "reused": reused,
+    }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are a single line (exit code 2)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_corpus_cli(parser: argparse.ArgumentParser, make: Callable[..., dict],
+                   argv: Optional[Sequence[str]] = None) -> dict:
+    """Parse arguments and run a corpus generator ``make``; its errors end in one line.
+
+    Bad arguments exit 2 (usage error), a missing tool or package exits 1.
+    """
+    args = vars(parser.parse_args(argv))
+    try:
+        return make(**args)
+    except CorpusArgumentError as error:
+        parser.error(str(error))
+    except MissingToolError as error:
+        sys.exit(f"{parser.prog}: error: {error}")

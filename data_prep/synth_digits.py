@@ -38,30 +38,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
+from data_prep.common import (
+    CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
+    existing_corpus, run_corpus_cli, sox_float, write_corpus_meta, write_pcm16,
+)
 from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import SAMPLE_RATE
-from speechbrain_ext.simulation import coloured_noise, fft_size, room_impulse_response
+from speechbrain_ext.simulation import add_noise, fft_size, room_impulse_response
 
-CORPUS_FILE = ".corpus.json"
 ESPEAK_DIR = ".espeak-ng-data"
 REQUIRED_TOOLS = ("espeak-ng", "sox")
-INSTALL_HINT = "apt-get install espeak-ng sox"
+INSTALL_HINT = ("the built-in corpus needs espeak-ng and sox; "
+                "install them with `apt-get install espeak-ng sox` (as root)")
 
-DOMAINS = {"target": "tgt", "source": "src"}  # domain -> speaker name prefix
+DOMAINS = {"target": "tgt", "source": "src"}  # domain -> speaker name prefix, in CORPUS_DOMAINS order
 DEFAULT_LANG = {"target": "zh", "source": "en"}
 ESPEAK_VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us"}
 ESPEAK_DICTS = {"zh": "cmn_dict", "en": "en_dict"}
@@ -94,14 +95,6 @@ SOURCE_WORDS = {
 SOURCE_TEXT_MARGIN = 1.3  # words drawn / words needed at the planned speed
 
 RUNTIME_ONLY_ARGS = ("num_workers",)
-
-
-class CorpusArgumentError(ValueError):
-    """Raised for nonsense arguments or an output folder that holds something else."""
-
-
-class MissingToolError(RuntimeError):
-    """Raised when espeak-ng or sox is not installed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,11 +248,6 @@ def speaker_name(domain: str, index: int) -> str:
     return f"{DOMAINS[domain]}{index:04d}"
 
 
-def _rng(seed: int, domain: str, *indices: int) -> np.random.Generator:
-    """Return a generator that depends only on the seed, domain and indices."""
-    return np.random.default_rng([seed, list(DOMAINS).index(domain), *indices])
-
-
 def draw_voice(seed: int, domain: str, index: int) -> SpeakerVoice:
     """Draw the voice of the ``index``-th speaker (from 1) of a domain.
 
@@ -273,7 +261,7 @@ def draw_voice(seed: int, domain: str, index: int) -> SpeakerVoice:
     >>> draw_voice(1234, "target", 3) == draw_voice(1234, "target", 4)
     False
     """
-    rng = _rng(seed, domain, index)
+    rng = domain_rng(seed, domain, index)
     female = bool(rng.random() < 0.5)
     base_pitch = int(rng.uniform(140, 230) if female else rng.uniform(70, 130))
     tract = rng.uniform(102, 122) if female else rng.uniform(86, 106)  # formant scale, %
@@ -337,7 +325,7 @@ def draw_utterance(
     >>> len(plan.text.split()), plan.voice
     (3, 'cmn-latn-pinyin+tgt0001')
     """
-    rng = _rng(seed, domain, speaker_index, utt_index)
+    rng = domain_rng(seed, domain, speaker_index, utt_index)
     crop_s = float(rng.uniform(*duration_range)) if domain == "source" else None
     speed = int(voice.speed * rng.uniform(0.9, 1.1))
     return UtterancePlan(
@@ -398,20 +386,15 @@ def run_espeak(plan: UtterancePlan, espeak_path: Path) -> np.ndarray:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    sox = subprocess.run(
-        ["sox", "-R", "-V1", "-v", "0.5", "-t", "wav", "-", "-t", "raw", "-e", "floating-point",
-         "-b", "32", "-r", str(SAMPLE_RATE), "-c", "1", "-"],
-        stdin=espeak.stdout,
-        capture_output=True,
-    )
-    espeak.stdout.close()
-    espeak_err = espeak.stderr.read()
-    if espeak.wait() or sox.returncode:
-        raise RuntimeError(
-            f"speech synthesis failed for {plan.speaker}/{plan.name}: "
-            f"{espeak_err.decode().strip()} {sox.stderr.decode().strip()}"
-        )
-    return np.frombuffer(sox.stdout, dtype=np.float32)
+    what = f"the speech synthesis of {plan.speaker}/{plan.name}"
+    try:
+        signal = sox_float(["-v", "0.5", "-t", "wav", "-"], stdin=espeak.stdout, what=what)
+    finally:
+        espeak.stdout.close()
+        espeak_err = espeak.stderr.read()
+    if espeak.wait():
+        raise RuntimeError(f"espeak-ng failed in {what}: {espeak_err.decode().strip()}")
+    return signal
 
 
 def trim_and_pad(signal: np.ndarray, plan: UtterancePlan) -> np.ndarray:
@@ -453,9 +436,7 @@ def augment(signal: np.ndarray, plan: UtterancePlan) -> np.ndarray:
     spectrum = np.fft.rfft(signal, size) * np.fft.rfft(rir, size)
     spectrum *= channel_response(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), plan)
     wet = np.fft.irfft(spectrum, size)[: len(signal)]
-    speech_power = np.mean(wet[np.abs(wet) > 0.01 * np.abs(wet).max()] ** 2)
-    noise = coloured_noise(len(wet), plan.noise_colour, rng)
-    noisy = wet + noise * np.sqrt(speech_power * 10.0 ** (-plan.snr_db / 10.0))
+    noisy = add_noise(wet, plan.snr_db, plan.noise_colour, rng)
     return noisy * (plan.peak_level / np.abs(noisy).max())
 
 
@@ -477,9 +458,7 @@ def render_utterance(job: Tuple[UtterancePlan, str, str]) -> Tuple[str, float]:
     """
     plan, espeak_path, output_folder = job
     signal = augment(trim_and_pad(run_espeak(plan, Path(espeak_path)), plan), plan)
-    path = Path(output_folder) / plan.speaker / f"{plan.name}.wav"
-    with atomic_write(path, "wb") as f:
-        sf.write(f, signal.astype(np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    write_pcm16(Path(output_folder) / plan.speaker / f"{plan.name}.wav", signal)
     return f"{plan.speaker}/{plan.name}", len(signal) / SAMPLE_RATE
 
 
@@ -502,42 +481,9 @@ def validate_arguments(args: Dict) -> None:
             raise CorpusArgumentError(message)
 
 
-def check_tools() -> None:
-    """Raise ``MissingToolError`` naming the Debian packages to install."""
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
-    if missing:
-        raise MissingToolError(
-            f"{' and '.join(missing)} not found: the built-in corpus needs espeak-ng and sox; "
-            f"install them with `{INSTALL_HINT}` (as root)"
-        )
-
-
 def _corpus_arguments(args: Dict) -> Dict:
     """Return the arguments that define the corpus content."""
     return {k: v for k, v in args.items() if k not in RUNTIME_ONLY_ARGS}
-
-
-def _existing_corpus(folder: Path, arguments: Dict) -> Optional[Dict]:
-    """Return the metadata of a complete corpus with ``arguments``, else None.
-
-    Raises ``CorpusArgumentError`` when ``folder`` holds something else.
-    """
-    meta_path = folder / CORPUS_FILE
-    if not meta_path.exists():
-        if folder.exists() and any(not p.name.startswith(".") for p in folder.iterdir()):
-            raise CorpusArgumentError(
-                f"{folder} is not empty and holds no {CORPUS_FILE}; choose a new folder"
-            )
-        return None
-    meta = json.loads(meta_path.read_text())
-    if meta["arguments"] != arguments:
-        differing = {k: v for k, v in meta["arguments"].items() if arguments.get(k) != v}
-        raise CorpusArgumentError(
-            f"{folder} holds a corpus made with other arguments ({differing}); "
-            "choose a new folder or delete it"
-        )
-    complete = meta["complete"] and all((folder / f"{k}.wav").exists() for k in meta["utterances"])
-    return meta if complete else None
 
 
 def _plans(arguments: Dict, voices: List[SpeakerVoice]) -> Iterator[UtterancePlan]:
@@ -563,21 +509,6 @@ def _render_all(
         return list(tqdm(pool.map(render_utterance, jobs, chunksize=4), **bar))
 
 
-def _summary(folder: Path, meta: Dict, seconds: float, reused: bool) -> Dict:
-    """Return the summary returned by ``synthesize_corpus``."""
-    durations = [u["duration"] for u in meta["utterances"].values()]
-    return {
-        "output_folder": str(folder),
-        "num_speakers": len(meta["speakers"]),
-        "num_utterances": len(durations),
-        "min_duration": min(durations),
-        "max_duration": max(durations),
-        "total_hours": sum(durations) / 3600.0,
-        "seconds": seconds,
-        "reused": reused,
-    }
-
-
 def _plan_metadata(plan: UtterancePlan) -> Dict:
     """Return the per-utterance variation worth recording in ``.corpus.json``."""
     skip = {"speaker", "name", "text", "noise_seed"}
@@ -597,8 +528,7 @@ def _generate(folder: Path, arguments: Dict, num_workers: int) -> Dict:
     voices = [draw_voice(arguments["seed"], arguments["domain"], s) for s in range(1, arguments["num_speakers"] + 1)]
     meta = {"arguments": arguments, "complete": False,
             "speakers": {v.name: dataclasses.asdict(v) for v in voices}, "utterances": {}}
-    with atomic_write(folder / CORPUS_FILE) as f:
-        json.dump(meta, f, indent=1)
+    write_corpus_meta(folder, meta)
     espeak_path = write_espeak_data(folder / ESPEAK_DIR, arguments["lang"], voices)
     plans = list(_plans(arguments, voices))
     results = _render_all(plans, espeak_path, folder, num_workers)
@@ -607,8 +537,7 @@ def _generate(folder: Path, arguments: Dict, num_workers: int) -> Dict:
         for plan, (key, duration) in zip(plans, results)
     }
     meta["complete"] = True
-    with atomic_write(folder / CORPUS_FILE) as f:
-        json.dump(meta, f, indent=1)
+    write_corpus_meta(folder, meta)
     return meta
 
 
@@ -666,13 +595,13 @@ def synthesize_corpus(
     validate_arguments(args)
     start = time.perf_counter()
     folder, arguments = Path(output_folder), _corpus_arguments(args)
-    existing = _existing_corpus(folder, arguments)
+    existing = existing_corpus(folder, arguments)
     if existing is not None:
         print(f"synth_digits: reusing the corpus in {folder} (same arguments)")
-        return _summary(folder, existing, time.perf_counter() - start, reused=True)
-    check_tools()
+        return corpus_summary(folder, existing, time.perf_counter() - start, reused=True)
+    check_tools(REQUIRED_TOOLS, INSTALL_HINT)
     meta = _generate(folder, arguments, num_workers)
-    summary = _summary(folder, meta, time.perf_counter() - start, reused=False)
+    summary = corpus_summary(folder, meta, time.perf_counter() - start, reused=False)
     print(
         f"synth_digits: wrote {summary['num_utterances']} utterances of "
         f"{summary['num_speakers']} speakers ({summary['min_duration']:.2f}-"
@@ -681,16 +610,9 @@ def synthesize_corpus(
     return summary
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are a single line (exit code 2)."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="synth_digits.py",
         description="Synthesise an offline multi-speaker short-utterance corpus "
         "(DIR/<speaker>/<utt>.wav, 16 kHz mono) with espeak-ng and sox.",
@@ -713,14 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     """Command-line entry point; returns the summary of ``synthesize_corpus``."""
-    parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    try:
-        return synthesize_corpus(**args)
-    except CorpusArgumentError as error:
-        parser.error(str(error))
-    except MissingToolError as error:
-        sys.exit(f"synth_digits.py: error: {error}")
+    return run_corpus_cli(build_parser(), synthesize_corpus, argv)
 
 
 if __name__ == "__main__":

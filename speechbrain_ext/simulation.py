@@ -48,6 +48,25 @@ def coloured_noise(length: int, exponent: float, rng: np.random.Generator,
     return noise / np.sqrt(np.mean(noise**2))
 
 
+def add_noise(signal: np.ndarray, snr_db: float, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """``signal`` plus :func:`coloured_noise` at ``snr_db`` below the speech power: float64, same shape.
+
+    The speech power is the mean square of the samples above 1 % of the peak magnitude (pauses left out)::
+
+        y = x + n * sqrt(P_speech * 10 ** (-snr_db / 10)),   mean(n**2) = 1
+
+    Example
+    -------
+    >>> x = np.sin(np.arange(16000) / 5.0)
+    >>> y = add_noise(x, 20.0, 0.0, np.random.default_rng(0))
+    >>> round(float(10 * np.log10(np.mean(x ** 2) / np.mean((y - x) ** 2))), 1)
+    20.0
+    """
+    speech_power = np.mean(signal[np.abs(signal) > 0.01 * np.abs(signal).max()] ** 2)
+    noise = coloured_noise(len(signal), exponent, rng)
+    return signal + noise * np.sqrt(speech_power * 10.0 ** (-snr_db / 10.0))
+
+
 def room_impulse_response(rt60: float, drr_db: float, rng: np.random.Generator,
                           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A room impulse response, float64 ``[int(rt60 * sample_rate)]``: a unit direct path, then decaying noise::
