@@ -14,7 +14,8 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_ext.audio import read_row, repeat_pad
-from speechbrain_ext.manifest import SAMPLE_RATE, PathLike, read_manifest
+from speechbrain_ext.io_utils import PathLike
+from speechbrain_ext.manifest import SAMPLE_RATE, read_manifest
 
 
 def _crop_bounds(start: int, stop: int, crop: int, randomise: bool) -> Tuple[int, int]:
