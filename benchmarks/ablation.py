@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from data_prep.common import PrepError
-from speechbrain_ext.checkpoints import best_checkpoint_epoch
+from speechbrain_ext.model_folder import best_checkpoint_epoch
 from speechbrain_ext.io_utils import write_json
 from speechbrain_ext.manifest import speaker_count
 from speechbrain_ext.metrics import interval_text

@@ -30,7 +30,8 @@ from speechbrain.inference.classifiers import EncoderClassifier
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from speechbrain_ext.builder import compose, load_extractor  # noqa: E402
+from speechbrain_ext.builder import compose  # noqa: E402
+from speechbrain_ext.model_folder import load_extractor  # noqa: E402
 from speechbrain_ext.embeddings import embed_rows  # noqa: E402
 from speechbrain_ext.export import export_model  # noqa: E402
 from speechbrain_ext.manifest import ManifestRow  # noqa: E402

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_embeddings import make_model, timings  # noqa: E402
 from speechbrain_ext.export import write_cohort  # noqa: E402
 from speechbrain_ext.verifier import Verifier  # noqa: E402
-from speechbrain_ext.voiceprints import VoiceprintStore, model_hash  # noqa: E402
+from speechbrain_ext.model_folder import model_hash  # noqa: E402
+from speechbrain_ext.voiceprints import VoiceprintStore  # noqa: E402
 
 
 def row(name: str, seconds: List[float]) -> str:

@@ -17,7 +17,8 @@ import sys
 
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_ext.builder import ModelError, load_extractor
+from speechbrain_ext.builder import ModelError
+from speechbrain_ext.model_folder import load_extractor
 from speechbrain_ext.export import export_model, files_in
 from speechbrain_ext.hub import push_to_hub
 

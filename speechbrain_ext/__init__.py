@@ -2,19 +2,21 @@
 
 Library modules (one job each):
 
-- ``manifest``: manifests, trial lists and score files (``SAMPLE_RATE``, ``PathLike``; no torch).
+- ``manifest``: manifests, trial lists and score files (``SAMPLE_RATE``; no torch).
 - ``audio``: reading and validating audio files and manifest rows.
-- ``io_utils``: atomic writes of manifests, scores and models.
+- ``io_utils``: atomic writes of manifests, scores and models; ``PathLike``; file digests.
 - ``dataio``: SpeechBrain datasets with random crops of concatenated rows.
 - ``simulation``: coloured noise and room impulse responses (numpy only).
 - ``augment``: feature enhancement sources (generated noise, simulated RIRs).
 - ``schedulers``: preheating (LR warm-up, AAM margin warm-up, loss-weight ramps).
 - ``losses``: multi-subspace CE (``SubCenterAAM``) and long-short KL (``LongShortKL``).
 - ``brains``: ``PretrainBrain`` and ``TransferBrain``.
-- ``builder``: hparams composed from a base yaml, modules from yaml nodes; the model of a trained folder.
+- ``builder``: hparams composed from a base yaml, modules from yaml nodes.
+- ``model_folder``: what a training, exported or published model folder holds and where (checkpoints,
+  yaml, weights, labels, ``threshold.json``, ``cohort.pt``, the model hash).
 - ``metrics``/``scoring``/``embeddings``: evaluation.
-- ``export``/``calibration``/``inference``/``hub``: packaging a model folder, its
-  calibrated score, loading it for verification, publishing it.
+- ``calibration``: score -> log-likelihood-ratio maps, the deployed decision, ``threshold.json`` and the cohort.
+- ``export``/``inference``/``hub``: packaging a model folder, loading it for verification, publishing it.
 - ``comparison``: variants compared over seeds, paired, with speaker-bootstrap intervals.
 - ``pipeline``: the stages ``make demo`` and the ablation run (the project's commands, resumable).
 - ``voiceprints``/``verifier``/``audit``/``__main__``: the access-control store, decisions and CLI.

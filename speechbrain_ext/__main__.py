@@ -118,7 +118,7 @@ def _claim(args: argparse.Namespace, verifier, event, policy) -> int:
     event.decision = "accept" if best.accepted else "reject"
     final = record_claim(verifier.store, event, policy)
     reason = final if final in REFUSALS else None  # overrules the score of the best match only
-    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold,
+    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold, "llr": d.llr,
                 "accepted": d.accepted and (i > 0 or reason is None), "score_kind": verifier.score_kind,
                 "reason": None if i > 0 else reason} for i, d in enumerate(ranked)]
     if verify:

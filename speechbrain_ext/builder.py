@@ -1,4 +1,4 @@
-"""Reading hparams yamls: composed from a base (:func:`compose`), in part (:func:`read_nodes`); a trained model.
+"""Reading hparams yamls: composed from a base (:func:`compose`), in part (:func:`read_nodes`), built into modules.
 
 A demo yaml is its full-size yaml plus the values that differ (``base:``,
 :func:`raw_tree`). A training yaml instantiates everything at load time, so
@@ -6,8 +6,9 @@ here its references are resolved and only the nodes asked for are copied and
 instantiated (:func:`build_modules`): evaluation and export get the training
 run's ``compute_features``/``mean_var_norm``/``embedding_model`` (and
 ``classifier``) with its arguments and load the trained weights into them
-(:func:`load_extractor`); the training recipe runs ``prepare_data`` before the
-model is built. :func:`model_hparams_file` finds the yaml of a trained model.
+(:func:`load_state`; ``model_folder.load_extractor``); the training recipe runs
+``prepare_data`` before the model is built. Where a model folder keeps its yaml
+and weights is ``speechbrain_ext.model_folder``'s business.
 """
 import io
 from pathlib import Path
@@ -18,9 +19,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.checkpoints import torch_patched_state_dict_load
 
-from speechbrain_ext.embeddings import EmbeddingExtractor
-from speechbrain_ext.manifest import PathLike
-from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+from speechbrain_ext.io_utils import PathLike
 
 EMBEDDING_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
 MODEL_KEYS = EMBEDDING_KEYS + ("classifier",)
@@ -108,21 +107,6 @@ def build_modules(nodes: Mapping[str, object]) -> Dict[str, object]:
     return load_hyperpyyaml(dump_nodes(nodes))
 
 
-def model_hparams_file(model_folder: PathLike) -> Path:
-    """The yaml that defines the model of a folder, so nobody has to restate it.
-
-    An exported folder and SpeechBrain's published ones (e.g. ``spkrec-ecapa-voxceleb``) hold
-    ``hyperparams.yaml``; a training run's save folder (or a ``CKPT+*`` folder in it) has the run's own, the
-    composed yaml with the command's overrides, one (or two) levels up. None of the three: a :class:`ModelError`.
-    """
-    folder = Path(model_folder)
-    for candidate in (folder, folder.parent, folder.parent.parent):
-        if (candidate / "hyperparams.yaml").is_file():
-            return candidate / "hyperparams.yaml"
-    raise ModelError(f"{model_folder}: no hyperparams.yaml in it or in the training run folder above it; "
-                     "give the training yaml")
-
-
 def load_state(module: torch.nn.Module, path: PathLike, name: str,
                state: Optional[Mapping[str, torch.Tensor]] = None) -> None:
     """Load a SpeechBrain ``.ckpt`` state dict strictly, with a one-line error on mismatch.
@@ -139,18 +123,3 @@ def load_state(module: torch.nn.Module, path: PathLike, name: str,
         lines = str(err).splitlines()
         first = lines[1].strip() if len(lines) > 1 else str(err)
         raise ModelError(f"{path}: does not fit the {name} of the hparams file ({first})") from None
-
-
-def load_extractor(model_hparams: Optional[PathLike], model_folder: PathLike, batch_size: int = 16,
-                   device: str = "cpu", overrides: Optional[Mapping] = None) -> EmbeddingExtractor:
-    """An :class:`EmbeddingExtractor` with the weights of a trained or exported model.
-
-    ``model_hparams``: the yaml defining ``compute_features``/``mean_var_norm``/``embedding_model`` (``None``:
-    the model folder's own, :func:`model_hparams_file`), read with ``overrides``. ``model_folder``: a training
-    save folder, a ``CKPT+*`` folder or an exported model folder.
-    """
-    model_hparams = model_hparams_file(model_folder) if model_hparams is None else model_hparams
-    modules = build_modules(read_nodes(model_hparams, EMBEDDING_KEYS, overrides))
-    load_state(modules["embedding_model"], resolve_embedding_checkpoint(str(model_folder)), "embedding_model")
-    return EmbeddingExtractor(modules["compute_features"], modules["mean_var_norm"],
-                              modules["embedding_model"], batch_size, device)

@@ -11,14 +11,14 @@ right after saving to decide what to delete, and each deletion is a collective (
 ``main_process_only``, which broadcasts). A rank that listed before rank 0's commit would see one checkpoint
 fewer, make fewer deletion calls than rank 0 and leave the ranks waiting on different collectives forever.
 
-``best_checkpoint`` is the one way to pick a training run's checkpoint (transfer, export, evaluation, ablation).
+Picking a run's checkpoint is ``model_folder.best_checkpoint``.
 """
 import logging
 import os
 import pathlib
-from typing import Iterable, Optional, Union
+from typing import Iterable
 
-from speechbrain.utils.checkpoints import METAFNAME, Checkpoint, Checkpointer
+from speechbrain.utils.checkpoints import METAFNAME, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier
 
 PENDING_SUFFIX = ".pending"
@@ -67,23 +67,3 @@ def _fsync(path: pathlib.Path, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def best_checkpoint(save_folder: Union[str, os.PathLike]) -> Optional[Checkpoint]:
-    """The committed checkpoint of a save folder with the lowest ``ErrorRate``, else the newest.
-
-    Built on SpeechBrain's ``Checkpointer.find_checkpoint``, which lists only folders holding ``CKPT.yaml``:
-    an unfinished save (``CKPT.yaml.pending``) is ignored. Ties on ``ErrorRate`` go to the newest checkpoint.
-    Checkpoints without ``ErrorRate`` (intra-epoch ones, runs without validation) are used only when none has
-    it. ``None`` when ``save_folder`` does not exist or holds no checkpoint.
-    """
-    if not os.path.isdir(save_folder):
-        return None  # Checkpointer() would create it
-    finder = Checkpointer(save_folder)
-    return finder.find_checkpoint(min_key=ERROR_KEY) or finder.find_checkpoint()
-
-
-def best_checkpoint_epoch(save_folder: Union[str, os.PathLike]) -> Optional[int]:
-    """``epoch`` recorded in the meta of ``best_checkpoint(save_folder)``, ``None`` if absent."""
-    checkpoint = best_checkpoint(save_folder)
-    return None if checkpoint is None else checkpoint.meta.get("epoch")

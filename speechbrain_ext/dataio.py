@@ -22,7 +22,8 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_ext.audio import read_row, repeat_pad
-from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, PathLike, read_manifest
+from speechbrain_ext.io_utils import PathLike
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, read_manifest
 
 TRAIN_EXAMPLES = ("row", "string", "string_joined")
 PAD_MODES = ("repeat", "zero")

@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from speechbrain_ext.audio import AudioError, read_row
-from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, PathLike, read_manifest
+from speechbrain_ext.io_utils import PathLike, atomic_write
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, read_manifest
 from speechbrain_ext.scoring import voiceprints
 
 logger = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ Model folder written by :func:`export_model`::
     hyperparams.yaml      inference yaml: Fbank, sentence InputNormalization, ECAPA and Classifier copied
                           from the training yaml, CategoricalEncoder and a Pretrainer
     embedding_model.ckpt  classifier.ckpt (one row per speaker)  label_encoder.ckpt
-    threshold.json        decision threshold from recipes/evaluate.py: the score it is for (cosine or
-                          asnorm), target and test FAR
+    threshold.json        the calibrated decision from recipes/evaluate.py (speechbrain_ext.calibration):
+                          the score it is for (cosine or asnorm), llr map, threshold, target and test FAR
     cohort.pt             AS-norm cohort (only when threshold.json is for asnorm)
     config.json           {"speechbrain_interface": "SpeakerRecognition"}
     README.md             model card with hub front matter and metrics
@@ -28,33 +28,13 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import torch_patched_state_dict_load
 
-from speechbrain_ext.builder import (MODEL_KEYS, ModelError, build_modules, dump_nodes, load_extractor, load_state,
-                                     model_hparams_file, read_nodes)
-from speechbrain_ext.calibration import (COHORT_FILE, THRESHOLD_FILE, check_threshold, read_cohort, read_json,
-                                         save_cohort)
-from speechbrain_ext.inference import LABEL_FILE, check_model_folder
-from speechbrain_ext.io_utils import atomic_copy, atomic_write, write_json
+from speechbrain_ext.builder import MODEL_KEYS, ModelError, build_modules, dump_nodes, load_state, read_nodes
+from speechbrain_ext.calibration import read_json, read_threshold, save_cohort, set_asnorm_threshold, write_threshold
+from speechbrain_ext.io_utils import PathLike, atomic_copy, atomic_write, write_json
 from speechbrain_ext.losses.subcenter_aam import dominant_subcenters
-from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
-from speechbrain_ext.pretrained import resolve_embedding_checkpoint
-
-
-def checkpoint_files(checkpoint_folder: PathLike) -> Dict[str, Path]:
-    """``embedding_model``, ``classifier`` and ``label_encoder`` files of a run.
-
-    ``checkpoint_folder`` is a training save folder (best ``CKPT+*`` used), a ``CKPT+*`` folder, or a model
-    folder holding ``label_encoder.txt`` (training, SpeechBrain's published models) or ``label_encoder.ckpt``
-    (exported); the label file is looked for there and in the parent folder.
-    """
-    embedding = Path(resolve_embedding_checkpoint(str(checkpoint_folder)))
-    labels = [folder / name for folder in (Path(checkpoint_folder), embedding.parent, embedding.parent.parent)
-              for name in ("label_encoder.txt", LABEL_FILE) if (folder / name).is_file()]
-    files = {"embedding_model": embedding, "classifier": embedding.with_name("classifier.ckpt"),
-             "label_encoder": labels[0] if labels else None}
-    missing = [n for n in ("classifier", "label_encoder") if files[n] is None or not files[n].is_file()]
-    if missing:
-        raise ModelError(f"{checkpoint_folder}: no {' or '.join(missing)} file beside {embedding}")
-    return files
+from speechbrain_ext.manifest import SAMPLE_RATE
+from speechbrain_ext.model_folder import (COHORT_FILE, LABEL_FILE, THRESHOLD_FILE, check_model_folder, checkpoint_files,
+                                          load_extractor, model_hparams_file)
 
 
 def speaker_head(weight: torch.Tensor, num_speakers: int, assignments: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -151,6 +131,11 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
                      else "") + " (`threshold.json`). `SpeakerRecognition.verify_files` returns cosine scores "
                   "and uses 0.25; `speechbrain_ext.inference.load_verifier` applies the calibrated score and "
                   "threshold.", ""]
+        cal = threshold.get("calibration")
+        if cal and cal.get("mode") == "llr":
+            lines += [f"Deployed decision: llr >= **{cal['llr_threshold']:.3f}** (p_target {cal['p_target']:g}, "
+                      f"c_miss {cal['c_miss']:g}, c_fa {cal['c_fa']:g}), llr = {cal['map']['a']:.3f} s + "
+                      f"{cal['map']['b']:.3f} + {cal['map']['c']:.3f} log(test seconds).", ""]
     if results:
         lines += ["## Evaluation", "", "| condition | trials | EER (%) | minDCF (p=0.01) | minDCF (p=0.05) |",
                   "|---|---:|---:|---:|---:|"]
@@ -165,16 +150,14 @@ def write_cohort(model_folder: PathLike, embeddings: torch.Tensor, threshold: fl
 
     ``embeddings``: cohort voiceprints ``[C, D]``, C >= 2 (``embeddings.speaker_means`` of the training
     manifest), recorded with the folder's model fingerprint. ``threshold`` is on AS-norm scores (calibrate it
-    on AS-norm development scores, as ``recipes/evaluate.py`` does); other entries of an existing
-    ``threshold.json`` are kept. Returns the cohort file.
+    on AS-norm development scores, as ``recipes/evaluate.py`` does), applied in far mode
+    (``calibration.set_asnorm_threshold``). Returns the cohort file.
     """
     folder = check_model_folder(model_folder)
     extractor = load_extractor(folder / "hyperparams.yaml", folder)
     path = folder / COHORT_FILE
     save_cohort(path, torch.as_tensor(embeddings), top_n, extractor.fingerprint())
-    previous = read_json(folder / THRESHOLD_FILE, "threshold file") if (folder / THRESHOLD_FILE).is_file() else {}
-    write_json(folder / THRESHOLD_FILE, {**previous, "threshold": float(threshold), "score": "asnorm",
-                                         "cohort_file": COHORT_FILE})
+    set_asnorm_threshold(folder, threshold)
     return path
 
 
@@ -217,10 +200,9 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     hparams_file = model_hparams_file(checkpoint_folder) if hparams_file is None else hparams_file
     files = checkpoint_files(checkpoint_folder)
     nodes, classifier_state, modules = checked_model(hparams_file, files, overrides)
-    threshold, cohort_file = read_json(threshold_file, "threshold file"), None
-    if threshold is not None and check_threshold(threshold, threshold_file) == "asnorm":
-        cohort_file = Path(threshold_file).parent / threshold.get("cohort_file", COHORT_FILE)
-        read_cohort(cohort_file, modules)  # ModelError: missing, or made with other weights
+    threshold, cohort_file = None, None
+    if threshold_file is not None:  # ModelError: a cohort or llr map missing, or made with other weights
+        threshold, _, cohort_file = read_threshold(threshold_file, modules)
     results = read_json(results_json, "results")
 
     atomic_copy(files["embedding_model"], out / "embedding_model.ckpt")
@@ -237,7 +219,7 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     else:
         (out / COHORT_FILE).unlink(missing_ok=True)  # a re-export for cosine scores must not leave one
     if threshold is not None:
-        write_json(out / THRESHOLD_FILE, threshold)
+        write_threshold(out / THRESHOLD_FILE, threshold)
     with atomic_write(out / "README.md") as f:
         f.write(model_card(results, threshold, out.name))
     return out

@@ -11,8 +11,8 @@ from typing import Optional
 
 from speechbrain_ext.builder import ModelError
 from speechbrain_ext.export import loading_snippet
-from speechbrain_ext.inference import check_model_folder
-from speechbrain_ext.manifest import PathLike
+from speechbrain_ext.io_utils import PathLike
+from speechbrain_ext.model_folder import check_model_folder
 
 
 def push_to_hub(folder: PathLike, repo_id: str, token: Optional[str] = None) -> str:

@@ -1,23 +1,23 @@
-"""Atomic file writes: a killed process never leaves a half-written output.
+"""File helpers: atomic writes (a killed process never leaves a half-written output), ``PathLike``, file digests.
 
 Every manifest, trial list, score file and exported model file goes through ``atomic_write``: the content is
 written to a temporary file in the same folder, flushed and fsync-ed, then renamed over the destination, which
 POSIX guarantees to be atomic.
 """
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, Iterator, Union
 
-if TYPE_CHECKING:  # the manifest module imports this one: no import cycle at run time
-    from speechbrain_ext.manifest import PathLike
+PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager
-def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[IO]:
+def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success (on an error, ``path`` is untouched).
 
     Example
@@ -47,13 +47,19 @@ def atomic_write(path: "PathLike", mode: str = "w", **open_kwargs) -> Iterator[I
         raise
 
 
-def write_json(path: "PathLike", content) -> None:
+def write_json(path: PathLike, content) -> None:
     """``content`` as indented JSON at ``path``, atomically."""
     with atomic_write(path) as f:
         json.dump(content, f, indent=2)
 
 
-def atomic_copy(src: "PathLike", dst: "PathLike") -> None:
+def atomic_copy(src: PathLike, dst: PathLike) -> None:
     """Copy ``src`` to ``dst`` atomically (temporary file + rename)."""
     with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def file_digest(path: PathLike):
+    """A hashlib SHA-256 object fed with the bytes of a file (``.hexdigest()`` for the hex string)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256")

@@ -16,13 +16,12 @@ of one line naming the file and line. No torch import: data preparation uses thi
 import csv
 import os
 from dataclasses import dataclass
-from typing import Collection, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from speechbrain_ext.io_utils import atomic_write
+from speechbrain_ext.io_utils import PathLike, atomic_write
 
-PathLike = Union[str, os.PathLike]
 SAMPLE_RATE = 16000  # Hz, of every manifest's audio
 CSV_FIELDS = ["ID", "duration", "wav", "start", "stop", "spk_id"]
 Trial = Tuple[str, str, int]  # (enroll_id, test_id, label): 1 target, 0 non-target

@@ -25,7 +25,7 @@ from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import STFT, spectral_magnitude
 
 from speechbrain_ext.embeddings import EmbeddingExtractor
-from speechbrain_ext.manifest import PathLike
+from speechbrain_ext.io_utils import PathLike
 
 
 class ConvSTFT(torch.nn.Module):

@@ -12,8 +12,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.manifest import PathLike
+from speechbrain_ext.io_utils import PathLike, atomic_write
 from speechbrain_ext.metrics import ArrayLike, _check_trials, det_curve, eer
 
 _DET_TICKS = np.array([0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
@@ -42,8 +41,10 @@ def _save(fig: Figure, path: PathLike) -> None:
         f.write(buffer.getvalue())
 
 
-def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike) -> None:
-    """Plot one DET curve per legend name of ``curves`` (``name -> (scores, labels)``), EER points marked.
+def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike,
+             operating_points: Optional[Mapping[str, Tuple[float, float]]] = None) -> None:
+    """Plot one DET curve per legend name of ``curves`` (``name -> (scores, labels)``), EER points marked (o),
+    and where the deployed decision lands, ``operating_points`` ``name -> (far, frr)``, marked (x).
 
     Axes are ``probit(FAR)`` (x) and ``probit(FRR)`` (y), labelled in percent, so Gaussian score distributions
     give straight lines. Rates are clipped to the plotted range (0.005 % to 90 %).
@@ -54,7 +55,7 @@ def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike) 
     >>> rng = np.random.default_rng(0)
     >>> labels = rng.integers(0, 2, 500)
     >>> path = os.path.join(tempfile.mkdtemp(), "det.png")
-    >>> plot_det({"cosine": (rng.normal(labels, 1.0), labels)}, path)
+    >>> plot_det({"cosine": (rng.normal(labels, 1.0), labels)}, path, {"cosine": (0.01, 0.4)})
     >>> open(path, "rb").read(4)
     b'\\x89PNG'
     """
@@ -70,6 +71,11 @@ def plot_det(curves: Mapping[str, Tuple[ArrayLike, ArrayLike]], path: PathLike) 
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * rate:.2f}%)")
         point = _probit(np.clip(rate, low, high))
         ax.plot(point, point, "o", color=line.get_color())
+        if operating_points and name in operating_points:
+            far, frr = _probit(np.clip(np.asarray(operating_points[name], dtype=float), low, high))
+            ax.plot(far, frr, "x", color=line.get_color(), ms=10, mew=2,
+                    label=f"{name} deployed (FAR {100 * operating_points[name][0]:.2f}%, "
+                          f"FRR {100 * operating_points[name][1]:.2f}%)")
     ticks, tick_labels = _probit(_DET_TICKS), [f"{100 * p:g}" for p in _DET_TICKS]
     limits = _probit(np.array(_DET_LIMITS))
     ax.plot(limits, limits, ":", color="grey", lw=0.8)

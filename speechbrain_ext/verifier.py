@@ -10,9 +10,10 @@ Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings) an
 
 The score is the one the model's threshold was calibrated on: the :class:`~speechbrain_ext.scoring.Scoring`
 named by the folder's ``threshold.json`` (AS-norm with its ``cohort.pt``, see
-:func:`speechbrain_ext.calibration.load_scoring`); voiceprints are ``scoring.voiceprints``, as in evaluation. A claim
-is accepted iff ``score >= threshold`` (the convention of ``speechbrain_ext.metrics``). The threshold is the one
-given, else ``threshold.json``'s, else SpeechBrain's 0.25 with a warning.
+:func:`speechbrain_ext.calibration.load_scoring`); voiceprints are ``scoring.voiceprints``, as in evaluation. The
+decision is ``calibration.Calibration.accept`` of the score and the claim's duration, as in evaluation: llr mode
+``llr >= log(c_fa (1 - P_t) / (c_miss P_t))``, far mode ``score >= threshold``. A threshold given makes it far mode
+at that threshold; without ``threshold.json``, SpeechBrain's 0.25 with a warning.
 
 Audio (:func:`load_audio`), enrolment and test alike, must be readable, at 16 kHz (no resampling: a wrong rate is an
 error naming the rate found) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
@@ -23,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -31,19 +32,23 @@ import torch
 
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.inference import load_verifier
-from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
+from speechbrain_ext.io_utils import PathLike
+from speechbrain_ext.manifest import SAMPLE_RATE
+from speechbrain_ext.model_folder import model_hash
+from speechbrain_ext.voiceprints import Event, VoiceprintStore
 
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
 
 
 class Decision(NamedTuple):
-    """Outcome of one claim: ``accepted = score >= threshold``."""
+    """Outcome of one claim: ``accepted = score >= threshold``, ``threshold`` being the score the decision amounts
+    to at this claim's duration (``Calibration.score_threshold``); ``llr`` in llr mode, else None."""
 
     score: float
     accepted: bool
     threshold: float
     speaker_id: str
+    llr: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -134,15 +139,20 @@ class Verifier:
         folder = Path(model_folder).absolute()
         self.store = VoiceprintStore(db_path, model_hash(folder), str(folder), create=create)
         self.scoring = self.model.scoring
-        self.threshold = float(self.model.threshold if threshold is None else threshold)
+        calibration = self.model.calibration  # the decision of threshold.json, or far mode at a given threshold
+        self.calibration = calibration if threshold is None else calibration.with_threshold(threshold)
         self.score_kind = self.scoring.kind
 
     def embed(self, audio: Audio, name: str = "audio") -> np.ndarray:
         """Embedding of one checked utterance (see :func:`load_audio`), float32 ``[D]``."""
+        return self._embed_claim(audio, name)[0]
+
+    def _embed_claim(self, audio: Audio, name: str = "audio") -> Tuple[np.ndarray, float]:
+        """Embedding ``[D]`` of one checked utterance and its duration in seconds."""
         wav = load_audio(audio, name, self.quality)
         with torch.inference_mode():
             emb = self.model.encode_batch(wav.unsqueeze(0))  # [1, 1, D]
-        return emb.reshape(-1).float().cpu().numpy()
+        return emb.reshape(-1).float().cpu().numpy(), wav.numel() / SAMPLE_RATE
 
     def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True,
                event: Optional[Event] = None) -> int:
@@ -163,13 +173,18 @@ class Verifier:
         trials = [(spk, "test") for spk in speakers]
         return self.scoring(trials, (speakers, voiceprints), (["test"], test[None]))
 
-    def _decision(self, score: float, speaker_id: str) -> Decision:
-        return Decision(float(score), float(score) >= self.threshold, self.threshold, speaker_id)
+    def _decision(self, score: float, speaker_id: str, seconds: float) -> Decision:
+        """The calibrated decision on one score of a claim of ``seconds``."""
+        llr = self.calibration.llr([score], [seconds]) if self.calibration.mode == "llr" else None
+        return Decision(float(score), bool(self.calibration.accept([score], [seconds])[0]),
+                        float(self.calibration.score_threshold([seconds])[0]), speaker_id,
+                        None if llr is None else float(llr[0]))
 
     def verify(self, speaker_id: str, audio: Audio) -> Decision:
-        """Score a claim that ``audio`` is ``speaker_id`` against the threshold (unknown id: VoiceprintError)."""
+        """Score a claim that ``audio`` is ``speaker_id`` and decide (unknown id: VoiceprintError)."""
         voiceprint = self.store.voiceprint(speaker_id)
-        return self._decision(self._scores([speaker_id], voiceprint[None], self.embed(audio))[0], speaker_id)
+        embedding, seconds = self._embed_claim(audio)
+        return self._decision(self._scores([speaker_id], voiceprint[None], embedding)[0], speaker_id, seconds)
 
     def identify(self, audio: Audio, top_k: int = 5) -> List[Decision]:
         """The ``top_k`` best-scoring enrolled speakers for ``audio``, best first.
@@ -180,9 +195,10 @@ class Verifier:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         speakers, voiceprints = self.store.voiceprints()
-        scores = self._scores(speakers, voiceprints, self.embed(audio))
+        embedding, seconds = self._embed_claim(audio)
+        scores = self._scores(speakers, voiceprints, embedding)
         best = np.argsort(-scores, kind="stable")[:top_k]
-        return [self._decision(scores[i], speakers[i]) for i in best]
+        return [self._decision(scores[i], speakers[i], seconds) for i in best]
 
     def close(self) -> None:
         """Close the database connection."""

@@ -15,7 +15,7 @@ always matches them.
 Safety:
 
 - **One model per database.** The database records the hash of the model that made its embeddings
-  (:func:`model_hash`); opening it with another model raises :class:`VoiceprintError`, so voiceprints of different
+  (``model_folder.model_hash``); opening it with another model raises :class:`VoiceprintError`, so voiceprints of different
   models are never compared.
 - **Private files.** The database is created with mode 0600 (less the umask), and SQLite gives its ``-wal`` and
   ``-shm`` the database's mode. Opening a database that other users can access logs one warning.
@@ -35,7 +35,6 @@ Safety:
 """
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import sqlite3
@@ -46,7 +45,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Set, Tu
 import numpy as np
 
 from speechbrain_ext import scoring
-from speechbrain_ext.manifest import PathLike
+from speechbrain_ext.io_utils import PathLike, file_digest
 
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
 SCHEMA_VERSION = 2
@@ -109,31 +108,10 @@ _EVENT_COLUMNS = ", ".join(field.name for field in dataclasses.fields(Event))
 _INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(dataclasses.fields(Event)))})"
 
 
-def _hash_file(path: PathLike):
-    """A hashlib SHA-256 digest fed with the bytes of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest
-
-
-def model_hash(model_folder: PathLike) -> str:
-    """SHA-256 of a model folder's ``embedding_model.ckpt`` and ``hyperparams.yaml``.
-
-    The yaml's ``pretrained_path:`` line is left out: it records where the folder was at export time, and a moved
-    copy of a model is the same model.
-    """
-    digest = _hash_file(Path(model_folder, "embedding_model.ckpt"))
-    yaml_lines = Path(model_folder, "hyperparams.yaml").read_text(encoding="utf-8").splitlines()
-    digest.update("\n".join(l for l in yaml_lines if not l.startswith("pretrained_path:")).encode())
-    return digest.hexdigest()
-
-
 def audio_sha256(path: PathLike) -> Optional[str]:
     """SHA-256 (hex) of an audio file's bytes; None if it cannot be read (the audio check says why)."""
     try:
-        return _hash_file(path).hexdigest()
+        return file_digest(path).hexdigest()
     except OSError:
         return None
 

@@ -18,7 +18,8 @@ import soundfile as sf
 
 from speechbrain_ext.__main__ import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT
 from speechbrain_ext.audit import ClaimPolicy, record_claim
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash, utc_iso
+from speechbrain_ext.model_folder import model_hash
+from speechbrain_ext.voiceprints import Event, VoiceprintStore, utc_iso
 from test_cli import cli
 from test_voiceprints import run_together
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechbrain_ext.checkpoints import AtomicCheckpointer, best_checkpoint, best_checkpoint_epoch
-from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+from speechbrain_ext.checkpoints import AtomicCheckpointer
+from speechbrain_ext.model_folder import best_checkpoint, best_checkpoint_epoch, resolve_embedding_checkpoint
 
 
 class Killed(BaseException):

@@ -11,10 +11,10 @@ import torch
 from data_prep.folder_prepare import prepare_folder
 from test_export import TINY, TRAIN_YAML, make_tiny_run, run_script
 from speechbrain_ext.embeddings import speaker_means
-from speechbrain_ext.metrics import eer
+from speechbrain_ext.metrics import eer, interval_text
 from speechbrain_ext.manifest import (ManifestRow, read_manifest, read_scores, read_trials, write_manifest,
                                       write_trials)
-from speechbrain_ext.builder import load_extractor
+from speechbrain_ext.model_folder import load_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = {"eer", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
@@ -49,7 +49,7 @@ def evaluate(setup, out: Path, capsys, prep: Path = None, *extra):
     """recipes/evaluate.py given the save folder only: the run's own hyperparams.yaml has the architecture."""
     save, default_prep, cache = setup
     argv = [ROOT / "hparams" / "eval_demo.yaml", f"--model_folder={save}", f"--prep_folder={prep or default_prep}",
-            f"--output_folder={out}", f"--cache_folder={cache}", *extra]
+            f"--output_folder={out}", f"--cache_folder={cache}", "--min_target_trials=2", *extra]
     return run_script("evaluate", argv, capsys)
 
 
@@ -150,7 +150,10 @@ def test_threshold_states_its_score_target_and_measured_far(setup, tmp_path, cap
     assert threshold["score"] == "asnorm" and threshold["cohort_file"] == "cohort.pt"
     assert threshold["target_far"] == 0.01 and threshold["test_far"] == results["full+asnorm"]["far_at_threshold"]
     assert "far_at_threshold" not in results["full"]  # the threshold is not for raw cosine scores
-    assert f"target FAR 1%, measured test FAR {100 * threshold['test_far']:.2f}%" in out
+    measured = interval_text(threshold["test_far"], threshold["test_far_ci"], 100)
+    assert f"target FAR 1%, measured test FAR {measured}%" in out
+    low, high = threshold["test_far_ci"]
+    assert low <= threshold["test_far"] <= high
     cohort = torch.load(tmp_path / "eval" / "cohort.pt")
     model = load_extractor(TRAIN_YAML, setup[0], overrides=TINY)
     assert cohort["fingerprint"] == model.fingerprint() and cohort["top_n"] == 100
@@ -158,15 +161,15 @@ def test_threshold_states_its_score_target_and_measured_far(setup, tmp_path, cap
     assert voiceprints.shape == (3, TINY["emb_dim"]) and torch.allclose(cohort["embeddings"], voiceprints, atol=1e-6)
 
 
-def test_auto_deploys_the_score_with_the_lower_dev_frr(setup, tmp_path, capsys):
+def test_auto_deploys_the_score_with_the_lower_dev_act_dcf(setup, tmp_path, capsys):
     status, _, err = evaluate(setup, tmp_path / "eval", capsys)
     assert status == 0, err
     threshold = json.loads((tmp_path / "eval" / "threshold.json").read_text())
     by_kind = {}
     for kind in ("cosine", "asnorm"):
         status, _, err = evaluate(setup, tmp_path / kind, capsys, None, f"--deploy_score={kind}")
-        by_kind[kind] = json.loads((tmp_path / kind / "threshold.json").read_text())["dev_frr"]
-    assert threshold["dev_frr"] == min(by_kind.values())
+        by_kind[kind] = json.loads((tmp_path / kind / "threshold.json").read_text())["dev_act_dcf"]
+    assert threshold["dev_act_dcf"] == min(by_kind.values())
     assert threshold["score"] == min(by_kind, key=lambda k: (by_kind[k], k != "cosine"))
 
 
@@ -179,8 +182,8 @@ def test_bad_deploy_score(setup, tmp_path, capsys, extra, message):
     assert status == 1 and err.count("\n") == 1 and message in err
 
 
-def test_one_class_calibration_trials(setup, tmp_path, capsys):
-    """A dev list of target trials only cannot place a FAR threshold: one line naming it."""
+def test_one_class_calibration_trials(setup, tmp_path, capsys, caplog):
+    """A dev list of target trials only cannot place a threshold: one line naming it, no threshold.json."""
     prep = bad_prep(setup, tmp_path, "trials.txt", (setup[1] / "trials.txt").read_text())
     dev = prep / "dev"
     dev.mkdir(exist_ok=True)
@@ -189,8 +192,10 @@ def test_one_class_calibration_trials(setup, tmp_path, capsys):
     targets = [line for line in (prep / "trials.txt").read_text().splitlines() if line.endswith(" target")]
     (dev / "trials.txt").write_text("\n".join(targets) + "\n")
     status, _, err = evaluate(setup, tmp_path / "eval", capsys, prep)
-    assert status == 1 and err.count("\n") == 1
-    assert f"calibration trials {dev / 'trials.txt'}: trials need both classes" in err
+    assert status == 0, err  # the conditions are still reported
+    assert f"calibration trials {dev / 'trials.txt'}: its {len(targets)} trial(s) are all target: no threshold.json" \
+        in caplog.text
+    assert not (tmp_path / "eval" / "threshold.json").exists()
 
 
 def test_separable_trials_score_zero_eer_and_scores_txt_matches_results(setup, tmp_path, capsys):

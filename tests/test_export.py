@@ -15,7 +15,8 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_ext.__main__ import EXIT_ERROR
 from speechbrain_ext.__main__ import main as cli_main
-from speechbrain_ext.builder import compose, EMBEDDING_KEYS, ModelError, load_extractor, read_nodes
+from speechbrain_ext.builder import compose, EMBEDDING_KEYS, ModelError, read_nodes
+from speechbrain_ext.model_folder import load_extractor
 from speechbrain_ext.calibration import save_cohort
 from speechbrain_ext.export import export_model, files_in, speaker_head
 from speechbrain_ext.hub import push_to_hub
@@ -140,7 +141,7 @@ def test_moved_folder_loads_offline_without_overrides(exported, offline, tmp_pat
 def test_verify_files_uses_calibrated_threshold(exported, offline):
     _, folder, (a, b) = exported
     verifier = load_verifier(folder)
-    assert verifier.threshold == 0.999 and verifier.scoring.kind == "cosine"
+    assert verifier.calibration.threshold == 0.999 and verifier.scoring.kind == "cosine"
     same, same_decision = verifier.verify_files(str(a), str(a))
     other, other_decision = verifier.verify_files(str(a), str(b))
     assert same.item() == pytest.approx(1.0, abs=1e-5) and bool(same_decision)
@@ -246,7 +247,7 @@ def test_asnorm_export_ships_the_cohort_and_verify_applies_it(asnorm_model, expo
     assert json.loads((folder / "threshold.json").read_text())["score"] == "asnorm"
     assert "1.5000** on asnorm scores" in (folder / "README.md").read_text()
     model = load_verifier(folder)
-    assert model.scoring.kind == "asnorm" and model.scoring.top_n == 4 and model.threshold == 1.5
+    assert model.scoring.kind == "asnorm" and model.scoring.top_n == 4 and model.calibration.threshold == 1.5
     score, decision = model.verify_files(str(a), str(b))
     emb_a, emb_b = (model.encode_batch(read_wav(p).unsqueeze(0)).reshape(-1) for p in (a, b))
     trial, enroll, test = [("a", "b")], {"a": emb_a}, {"b": emb_b}

@@ -7,6 +7,7 @@ that ``recipes/export.py`` made from that evaluation; the scores agree to
 """
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def evaluate_and_export(evaluated, kind: str, capsys) -> tuple:
     status, _, err = run_script("evaluate", [ROOT / "hparams" / "eval_demo.yaml", f"--model_folder={save}",
                                              f"--prep_folder={prep}", f"--output_folder={out}",
                                              f"--cache_folder={tmp / 'cache'}", f"--deploy_score={kind}",
-                                             "--bootstrap_resamples=0"], capsys)
+                                             "--bootstrap_resamples=0", "--min_target_trials=1"], capsys)
     assert status == 0, err
     threshold = json.loads((out / "threshold.json").read_text())
     assert threshold["score"] == kind
@@ -89,7 +90,24 @@ def test_cli_scores_equal_evaluation_scores(evaluated, kind, capsys, speaker_cor
     for spk in ENROLLED:
         cli_json(capsys, "enroll", "--model", model, "--db", db, spk,
                  *(speaker_corpus / spk / f"utt{u}.wav" for u in range(3)))
+    cal = threshold["calibration"]
+    a, b, c = (cal["map"][k] for k in "abc")
+    assert cal["mode"] == "llr" and cal["map"]["quality"] == "duration" and a > 0
+    results = json.loads((evaluated[3] / f"eval_{kind}" / "results.json").read_text())
+    name = "full" if kind == "cosine" else f"full+{kind}"
+    evaluation_accepts = []
     for enrolled, test_id, path in evaluated[2]:
         decision = cli_json(capsys, "verify", "--model", model, "--db", db, enrolled, path)
-        assert decision["score_kind"] == kind and decision["threshold"] == pytest.approx(threshold["threshold"])
+        assert decision["score_kind"] == kind
         assert decision["score"] == pytest.approx(scores[(enrolled, test_id)], abs=1e-5), (enrolled, test_id)
+        # the door applies evaluation's map, written out here by hand from threshold.json, to 1e-6
+        expected_llr = a * decision["score"] + b + c * math.log(sf.info(path).frames / 16000)
+        assert decision["llr"] == pytest.approx(expected_llr, abs=1e-6)
+        assert decision["accepted"] == (expected_llr >= math.log(99)) and cal["llr_threshold"] == pytest.approx(
+            math.log(99))
+        assert decision["accepted"] == (decision["score"] >= decision["threshold"])  # its score threshold
+        llr = a * scores[(enrolled, test_id)] + b + c * math.log(sf.info(path).frames / 16000)
+        evaluation_accepts.append((llr >= math.log(99), test_id.startswith(enrolled + "_")))
+    # and evaluation measured the same decisions
+    nontargets = [acc for acc, target in evaluation_accepts if not target]
+    assert results[name]["far_deployed"] == pytest.approx(sum(nontargets) / len(nontargets))

@@ -19,7 +19,7 @@ COMMON = ["--lr_warmup_epochs=0", "--wav_augment=null", "--generate_augment_sour
 def test_transfer_loads_pretrained_weights_and_trains_the_joint_loss(speaker_corpus, tmp_path):
     import train
 
-    from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+    from speechbrain_ext.model_folder import resolve_embedding_checkpoint
 
     train.main(train_command("pretrain_demo.yaml", speaker_corpus, tmp_path / "pre",
                                    "--number_of_epochs=1", "--out_n_neurons=6", *COMMON)[2:])
@@ -87,7 +87,7 @@ def test_short_crops_reach_the_network_unpadded_at_their_own_length(speaker_corp
 
 
 def test_frozen_teacher_stays_the_pretrained_model(speaker_corpus, tmp_path, pretrained):
-    from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+    from speechbrain_ext.model_folder import resolve_embedding_checkpoint
 
     brain = transfer(speaker_corpus, tmp_path, pretrained, "--teacher=frozen")
     weights = torch.load(resolve_embedding_checkpoint(str(pretrained)))

@@ -81,7 +81,7 @@ def test_genuine_above_impostor_on_average(enrolled, speaker_corpus):
 
 
 def test_decisions_follow_threshold(enrolled, tiny_model, speaker_corpus):
-    assert enrolled.threshold == 0.98 and enrolled.score_kind == "cosine"  # threshold.json
+    assert enrolled.calibration.threshold == 0.98 and enrolled.calibration.mode == "far" and enrolled.score_kind == "cosine"  # threshold.json
     probe = utt(speaker_corpus, "spk1", 4)
     decision = enrolled.verify("spk1", probe)
     assert isinstance(decision, Decision) and decision.accepted == (decision.score >= 0.98)
@@ -100,7 +100,7 @@ def test_as_norm_with_cohort(enrolled, tiny_model, speaker_corpus, tmp_path):
     write_cohort(moved, cohort, threshold=1.5, top_n=4)
     probe = utt(speaker_corpus, "spk3", 3)
     with Verifier(moved, enrolled.store.path) as normed:
-        assert normed.score_kind == "asnorm" and normed.threshold == 1.5
+        assert normed.score_kind == "asnorm" and normed.calibration.threshold == 1.5
         decision = normed.verify("spk3", probe)
         test_emb = normed.embed(probe)
     trial = [("spk3", "t")]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from speechbrain_ext import voiceprints
-from speechbrain_ext.voiceprints import (APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError, VoiceprintStore,
-                                         model_hash)
+from speechbrain_ext.model_folder import model_hash
+from speechbrain_ext.voiceprints import APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError, VoiceprintStore
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)

@@ -14,7 +14,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import DEFAULT_SAVE_HOOKS, get_default_hook
 
 from speechbrain_ext.brains import TransferBrain
-from speechbrain_ext.builder import load_extractor
+from speechbrain_ext.model_folder import load_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 VOXCELEB_SPEAKERS = 7205  # VoxCeleb1 dev + VoxCeleb2 dev

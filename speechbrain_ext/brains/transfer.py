@@ -35,7 +35,7 @@ from speechbrain.utils.parameter_transfer import Pretrainer
 from speechbrain_ext.brains.pretrain import ConfigError, PretrainBrain
 from speechbrain_ext.io_utils import write_json
 from speechbrain_ext.manifest import SAMPLE_RATE
-from speechbrain_ext.pretrained import resolve_embedding_checkpoint
+from speechbrain_ext.model_folder import resolve_embedding_checkpoint
 
 logger = logging.getLogger(__name__)
 TEACHERS = ("self", "ema", "frozen")
