@@ -25,6 +25,7 @@ setup(
         "soundfile",
         "tqdm",
         "matplotlib",
+        "scipy>=1.12",  # scipy.optimize.isotonic_regression (minCllr)
     ],
     extras_require={
         "test": ["pytest"],
