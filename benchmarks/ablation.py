@@ -14,6 +14,8 @@ For every seed S (``--first_seed`` + 0, 1, ...), through ``speechbrain_ext.pipel
        subcenter       + K sub-centers (dropped to the dominant one as the yaml says)
        longshort_kl    + short-crop CE and the long-short term, K=1
        joint           the yaml's defaults (the dev-chosen joint configuration)
+       joint_rows, baseline_aam_rows
+                       the same, trained on prep-joined rows (the data rule before issue 22)
        joint_keep_k    joint with the K sub-centers kept to the end
        joint_first     the first formulation: live-network posterior KL, one short scale
        stock_finetune  a plain SpeechBrain-recipe fine-tune
@@ -74,11 +76,15 @@ EVAL_YAML = "hparams/eval_demo.yaml"
 
 NO_TRANSFER = "no_transfer"
 BASELINE = "baseline_aam"
+PLAIN_AAM = ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"]
 VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_shal.yaml
-    BASELINE: ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"],
+    BASELINE: PLAIN_AAM,
     "subcenter": ["--kl_final_weight=0", "--short_loss_weight=0"],
     "longshort_kl": ["--num_subcenters=1", "--topk=0"],
     "joint": [],
+    # the data rule before issue 22: one example per prep-joined row (a speaker's strings joined up to long_len)
+    "joint_rows": ["--train_example=row"],
+    "baseline_aam_rows": [*PLAIN_AAM, "--train_example=row"],
     "joint_keep_k": ["--subcenter_drop_epoch=null"],
     "joint_first": ["--teacher=self", "--posterior_weight=1", "--cosine_weight=0",
                     "--subcenter_drop_epoch=null", "--short_scales=[1.0]"],
