@@ -10,7 +10,7 @@ For every seed S (``--first_seed`` + 0, 1, ...), through ``speechbrain_ext.pipel
    every enrolment x test pair a trial. Every variant of a seed uses this one split;
 3. transfer once per variant (``VARIANTS``: the yaml's defaults plus that variant's switches)::
 
-       baseline_aam    plain AAM fine-tune: K=1, no short crop, no long-short term
+       baseline_aam    plain AAM fine-tune: K=1, no short crop, no long-short term, 2 s crops of one string
        subcenter       + K sub-centers (dropped to the dominant one as the yaml says)
        longshort_kl    + short-crop CE and the long-short term, K=1
        joint           the yaml's defaults (the dev-chosen joint configuration)
@@ -78,7 +78,9 @@ NO_TRANSFER = "no_transfer"
 BASELINE = "baseline_aam"
 PLAIN_AAM = ["--num_subcenters=1", "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0"]
 VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_shal.yaml
-    BASELINE: PLAIN_AAM,
+    # plain AAM has no short branch, so it trains on the test-like crop: 2 s of one string (chosen on dev over
+    # 3 s string_joined and 3 s rows, benchmarks/transfer_sampling_dev.json)
+    BASELINE: [*PLAIN_AAM, "--train_example=string", "--long_len=2.0"],
     "subcenter": ["--kl_final_weight=0", "--short_loss_weight=0"],
     "longshort_kl": ["--num_subcenters=1", "--topk=0"],
     "joint": [],
@@ -89,12 +91,13 @@ VARIANTS: Dict[str, List[str]] = {  # the ablation switches of hparams/transfer_
     "joint_first": ["--teacher=self", "--posterior_weight=1", "--cosine_weight=0",
                     "--subcenter_drop_epoch=null", "--short_scales=[1.0]"],
     # a plain SpeechBrain-recipe fine-tune: each string its own example, 2 s random crops zero-padded by the
-    # batch, no augmentation, no warm-ups, no sub-centers, AAM m 0.2 s 30, Adam at a constant 3e-4, batch 32
+    # batch, no augmentation, no warm-ups, no sub-centers, AAM m 0.2 s 30, Adam at a constant 3e-4, batch 32,
+    # the checkpoint of lowest validation error
     "stock_finetune": ["--wav_augment=null", "--feat_augment=null", "--lr=0.0003", "--final_lr=0.0003",
                        "--lr_warmup_epochs=0", "--head_only_epochs=0", "--margin_ramp_start=0",
                        "--margin_ramp_end=0", "--margin=0.2", "--scale=30", "--num_subcenters=1",
                        "--topk=0", "--kl_final_weight=0", "--short_loss_weight=0", "--long_len=2.0",
-                       "--batch_size=32", "--train_example=string", "--pad_mode=zero"],
+                       "--batch_size=32", "--train_example=string", "--pad_mode=zero", "--select_checkpoint=valid"],
 }
 CONDITION_ORDER = ["1s", "2s", "3s", "full"]
 SPLITS = ("test", "dev")  # dev: choices; test: reported only
