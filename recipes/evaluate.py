@@ -12,8 +12,9 @@ cohort. Writes ``scores*.txt``, ``results.json`` (each EER/minDCF with its 95 % 
 ``results.md``, ``threshold.json``, ``det.png`` and ``score_hist.png``. The threshold is calibrated on the dev
 split (``calibration_folder``: speakers disjoint from training and test; else, with a warning, the test list)
 for one score (``deploy_score``) and its FAR/FRR measured on each test condition of that score; with AS-norm,
-``cohort.pt`` goes beside ``threshold.json`` for ``recipes/export.py`` to ship. Bad input: one line on stderr,
-exit status 1.
+``cohort.pt`` goes beside ``threshold.json`` for ``recipes/export.py`` to ship. With a digit recogniser (the
+model folder's ``digits/`` or ``--digits_model``), ``results.json["digits"]`` holds its digit error rate and
+string accuracy by condition (``speechbrain_ext.digit_evaluation``). Bad input: one line on stderr, exit status 1.
 """
 import logging
 import re
@@ -26,6 +27,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_ext.builder import compose, load_extractor
 from speechbrain_ext.calibration import COHORT_FILE, save_cohort
+from speechbrain_ext.digit_evaluation import digits_table, evaluate_digits
 from speechbrain_ext.embeddings import embed_manifest, speaker_means
 from speechbrain_ext.io_utils import atomic_write, write_json
 from speechbrain_ext.manifest import read_manifest, read_trials, write_scores
@@ -201,6 +203,11 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
         threshold["cohort_file"] = COHORT_FILE
 
     table = results_table(results, threshold)
+    digits = evaluate_digits(hp["model_folder"], hp.get("digits_model"), hp["test_csv"], out,
+                             hp["bootstrap_resamples"], hp["seed"])
+    if digits:
+        results["digits"] = digits
+        table += "\n\nDigit recogniser (references of crops: CTC-aligned digits of the full file):\n\n" + digits_table(digits)
     write_json(out / "threshold.json", threshold)
     write_json(out / "results.json", results)
     with atomic_write(out / "results.md") as f:
