@@ -2,7 +2,8 @@
 
 Header-only audio scan (``soundfile``; FLAC files are checked by reading their
 last frames, WAV files by comparing the ``data`` chunk size with the file
-size), optional transcripts (:func:`read_transcripts`), a skip log with a one-line summary, grouping of training utterances
+size), optional transcripts (:func:`read_transcripts`), a skip log with a
+one-line summary, grouping of training utterances
 (concatenation of short ones, chunking of long ones), test-duration crops,
 trial generation and the ``skip_prep`` check. Manifests and trial lists are
 written by ``speechbrain_ext.manifest``.

@@ -207,7 +207,8 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
                              hp["bootstrap_resamples"], hp["seed"])
     if digits:
         results["digits"] = digits
-        table += "\n\nDigit recogniser (references of crops: CTC-aligned digits of the full file):\n\n" + digits_table(digits)
+        table += ("\n\nDigit recogniser (references of crops: CTC-aligned digits of the full file):\n\n"
+                  + digits_table(digits))
     write_json(out / "threshold.json", threshold)
     write_json(out / "results.json", results)
     with atomic_write(out / "results.md") as f:

@@ -103,5 +103,5 @@ def main(argv) -> sb.Brain:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, ModelError, ManifestError, FileNotFoundError) as err:  # bad hparams or paths: one line, no traceback
+    except (ConfigError, ModelError, ManifestError, FileNotFoundError) as err:  # bad hparams, data or paths: one line
         sys.exit(f"error: {err}")

@@ -1,8 +1,8 @@
 """SpeechBrain datasets: random crops of manifest rows for speaker training; whole transcribed rows for the
 digit recogniser (:func:`transcribed_dataset`).
 
-The speaker datasets differ from the VoxCeleb recipe's ``dataio_prep`` in two ways: rows may be concatenated file lists (``wav``
-joined by ``;``), and rows shorter than the crop are repeat-padded instead of raising (SpeechBrain's
+The speaker datasets differ from the VoxCeleb recipe's ``dataio_prep`` in two ways: rows may be concatenated file
+lists (``wav`` joined by ``;``), and rows shorter than the crop are repeat-padded instead of raising (SpeechBrain's
 ``random_chunk`` fails on them, and ``voxceleb_prepare`` drops them).
 """
 import logging

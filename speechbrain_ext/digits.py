@@ -38,8 +38,10 @@ def digit_errors(ref: str, hyp: str) -> int:
 
     Example
     -------
-    >>> digit_errors("123456", "123456"), digit_errors("123456", "12456"), digit_errors("123", "1293"), digit_errors("12", "")
-    (0, 1, 1, 2)
+    >>> digit_errors("123456", "123456"), digit_errors("123456", "12456"), digit_errors("123", "1293")
+    (0, 1, 1)
+    >>> digit_errors("12", "")
+    2
     """
     ops = count_ops(op_table(list(ref), list(hyp)))
     return int(ops["insertions"] + ops["deletions"] + ops["substitutions"])
@@ -87,7 +89,8 @@ def digit_metrics(refs: Sequence[str], hyps: Sequence[str], speakers: Sequence[s
         for w in speaker_weights(np.asarray(speakers), num_resamples, seed):  # [U] per resample
             der.append((w * errors).sum() / (w * lengths).sum() if (w * lengths).sum() else np.nan)
             acc.append((w * correct).sum() / w.sum())
-        result.update(der_ci=list(percentile_ci(der, confidence)), string_accuracy_ci=list(percentile_ci(acc, confidence)))
+        result.update(der_ci=list(percentile_ci(der, confidence)),
+                      string_accuracy_ci=list(percentile_ci(acc, confidence)))
     return result
 
 

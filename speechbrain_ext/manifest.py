@@ -4,8 +4,9 @@ The one home of the project's file formats:
 
 - **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line: ``ID,duration,wav,start,stop,spk_id`` plus
   ``genre`` where the corpus has one and ``wrd`` (SpeechBrain's ASR column: the spoken digits, normalised by
-  :func:`normalise_digits`; empty when unknown) where it has transcripts. ``wav`` is one audio path or several joined by ``;`` (read in order and
-  joined into one signal); ``start``/``stop`` are sample indices at :data:`SAMPLE_RATE` into that signal,
+  :func:`normalise_digits`; empty when unknown) where it has transcripts. ``wav`` is one audio path or several
+  joined by ``;`` (read in order and joined into one signal); ``start``/``stop`` are sample indices at
+  :data:`SAMPLE_RATE` into that signal,
   ``stop`` exclusive; ``duration = (stop - start) / SAMPLE_RATE`` seconds.
 - **Trial list**: one trial a line, ``enroll_id test_id target|nontarget`` (``1``/``0`` accepted), read as
   :data:`Trial` ``(enroll_id, test_id, label)`` with label 1 = target, 0 = non-target; blank lines skipped.
@@ -45,8 +46,10 @@ def normalise_digits(text: str) -> Optional[str]:
 
     Example
     -------
-    >>> normalise_digits("幺三 九零"), normalise_digits(" 4 0 7\t"), normalise_digits("１２"), normalise_digits("12a")
-    ('1390', '407', '12', None)
+    >>> normalise_digits("幺三 九零"), normalise_digits(" 4 0 7\t"), normalise_digits("１２")
+    ('1390', '407', '12')
+    >>> normalise_digits("12a") is None
+    True
     >>> normalise_digits(""), normalise_digits("  ")
     (None, None)
     """
