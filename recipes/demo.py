@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--pretrain_epochs", type=int, default=4)
     parser.add_argument("--transfer_epochs", type=int, default=5,
                         help="fewer than the yaml's 20, to keep the demo short")
-    parser.add_argument("--digits_epochs", type=int, default=10, help="digit recogniser epochs (about a minute)")
+    parser.add_argument("--digits_epochs", type=int, default=15, help="digit recogniser epochs (about a minute)")
     parser.add_argument("--seed", type=int, default=1986)
     args = parser.parse_args()
     if min(args.source_speakers, args.target_speakers) < 8 or min(args.source_utts, args.target_utts) < 6:

@@ -267,7 +267,7 @@ def export_digits(checkpoint_folder: PathLike, output_folder: PathLike, override
 
     ``checkpoint_folder``: the training save folder of ``hparams/digits_ctc*.yaml`` (its best checkpoint, lowest
     validation DER); the architecture is its run's ``hyperparams.yaml``. ``encoder.ckpt`` holds the state of the
-    ``encoder`` of :data:`DIGITS_TEMPLATE` (features, CRDNN, CTC head), checked to load strictly;
+    ``encoder`` of :data:`DIGITS_TEMPLATE` (features, encoder, CTC head), checked to load strictly;
     ``tokenizer.ckpt`` is the SentencePiece model the run trained. Returns the folder's absolute path.
     """
     save = Path(checkpoint_folder)

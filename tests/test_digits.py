@@ -13,8 +13,8 @@ from recipe_utils import ROOT, run
 
 sys.path.insert(0, str(ROOT / "recipes"))
 
-# a tiny CRDNN: seconds per epoch on the tone corpus
-TINY_DIGITS = ["--cnn_channels=4", "--rnn_neurons=16", "--dnn_neurons=16", "--n_mels=20", "--batch_size=4",
+# a tiny conv encoder: seconds per epoch on the tone corpus
+TINY_DIGITS = ["--enc_channels=16", "--n_mels=20", "--batch_size=4",
                "--wav_augment=null", "--feat_augment=null", "--generate_augment_sources=False",
                "--noise_csv=null", "--rir_csv=null", "--lr_warmup_epochs=0", "--lr=0.01", "--test_ratio=0.34",
                "--dev_ratio=0"]
