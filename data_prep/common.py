@@ -2,7 +2,8 @@
 
 Header-only audio scan (``soundfile``; FLAC files are checked by reading their
 last frames, WAV files by comparing the ``data`` chunk size with the file
-size), a skip log with a one-line summary, grouping of training utterances
+size), optional transcripts (:func:`read_transcripts`), a skip log with a
+one-line summary, grouping of training utterances
 (concatenation of short ones, chunking of long ones), test-duration crops,
 trial generation and the ``skip_prep`` check. Manifests and trial lists are
 written by ``speechbrain_ext.manifest``.
@@ -17,6 +18,7 @@ preparation stays light and fast.
 """
 import argparse
 import collections
+import hashlib
 import io
 import json
 import logging
@@ -36,11 +38,12 @@ import soundfile as sf
 from tqdm import tqdm
 
 from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, Trial
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, Trial, normalise_digits
 
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+TRANSCRIPTS_FILE = "transcripts.tsv"  # <root>/transcripts.tsv: relative/path.wav<TAB>text, one file a line
 OPTS_FILE = "prep_opts.json"
 OUTPUTS_FILE = "prep_outputs.txt"
 LOG_FILE = "prep.log"
@@ -70,6 +73,8 @@ class Utterance:
         Speaker label.
     genre : str
         Genre (CN-Celeb) or ``""``.
+    wrd : str
+        The digits spoken (``manifest.normalise_digits``) or ``""``: no transcript.
     """
 
     id: str
@@ -77,23 +82,30 @@ class Utterance:
     frames: int
     spk_id: str
     genre: str = ""
+    wrd: str = ""
 
 
 def utterance_row(utt: Utterance, start: int = 0, stop: Optional[int] = None, row_id: str = "") -> ManifestRow:
-    """Return the row of one utterance (whole file unless ``start``/``stop`` given)."""
+    """Return the row of one utterance (whole file unless ``start``/``stop`` given). Only a whole file carries
+    its transcript: what a chunk or crop of it says is not known."""
     stop = utt.frames if stop is None else stop
-    return ManifestRow(row_id or utt.id, utt.path, start, stop, utt.spk_id, utt.genre)
+    wrd = utt.wrd if (start, stop) == (0, utt.frames) else ""
+    return ManifestRow(row_id or utt.id, utt.path, start, stop, utt.spk_id, utt.genre, wrd)
 
 
 def joined_row(row_id: str, utts: Sequence[Utterance], spk_id: str, genre: str = "") -> ManifestRow:
-    """One row of several utterances joined in order (a ``;`` list), their whole signal.
+    """One row of several utterances joined in order (a ``;`` list), their whole signal; its ``wrd`` is their
+    transcripts concatenated (``""`` when one of them has none).
 
     Example
     -------
-    >>> joined_row("s-enroll", [Utterance("s/a", "/a.wav", 3, "s"), Utterance("s/b", "/b.wav", 4, "s")], "s")
-    ManifestRow(id='s-enroll', wav='/a.wav;/b.wav', start=0, stop=7, spk_id='s', genre='')
+    >>> row = joined_row("s-enroll", [Utterance("s/a", "/a.wav", 3, "s", wrd="12"),
+    ...                               Utterance("s/b", "/b.wav", 4, "s", wrd="345")], "s")
+    >>> row, row.wrd
+    (ManifestRow(id='s-enroll', wav='/a.wav;/b.wav', start=0, stop=7, spk_id='s', genre=''), '12345')
     """
-    return ManifestRow(row_id, ";".join(u.path for u in utts), 0, sum(u.frames for u in utts), spk_id, genre)
+    wrd = "".join(u.wrd for u in utts) if all(u.wrd for u in utts) else ""
+    return ManifestRow(row_id, ";".join(u.path for u in utts), 0, sum(u.frames for u in utts), spk_id, genre, wrd)
 
 
 def sanitize_id(name: str) -> str:
@@ -190,6 +202,14 @@ class PrepLog:
     def __init__(self) -> None:
         self.lines: List[str] = []
         self.skips: collections.Counter = collections.Counter()
+        self.transcript_skips = 0
+
+    def skip_transcript(self, path: str, text: str) -> None:
+        """Record a transcript that is not a digit string: the file stays, without ``wrd`` (no recogniser
+        training on it)."""
+        self.transcript_skips += 1
+        self.lines.append(f"SKIP not_digits (recogniser training only): {path} ({text!r})")
+        logger.debug("transcript of %s is not a digit string: %r", path, text)
 
     def skip(self, path: str, reason: str, detail: str) -> None:
         """Record a skipped file."""
@@ -252,6 +272,69 @@ def list_audio(folder: Path) -> List[Path]:
     for root, _dirs, files in os.walk(folder):
         found.extend(Path(root) / name for name in files if name.lower().endswith(AUDIO_SUFFIXES))
     return sorted(found)
+
+
+# ---------------------------------------------------------------- transcripts
+def transcripts_fingerprint(root: Path) -> Optional[str]:
+    """SHA-1 of ``<root>/transcripts.tsv`` (None without one), for ``prep_opts.json``: new transcripts redo
+    the preparation. (``<utt>.txt`` files are not fingerprinted: re-run with another ``save_folder``.)"""
+    path = root / TRANSCRIPTS_FILE
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def read_transcripts(root: Path, files: Sequence[Path], log: PrepLog) -> Dict[str, str]:
+    """``{absolute audio path: digits}`` of the files that have a transcript which is a digit string.
+
+    A file's transcript is its line of ``<root>/transcripts.tsv`` (``relative/path.wav<TAB>text``), else the
+    text of ``<utt>.txt`` beside it. Texts are normalised with ``manifest.normalise_digits``; one that is not
+    a digit string is a counted skip in ``log`` (the file is still used, without ``wrd``). A line without a tab
+    is a :class:`PrepError` naming the line; lines naming files that are not found are counted in a note.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()); (root / "s").mkdir()
+    >>> _ = (root / TRANSCRIPTS_FILE).write_text("s/a.wav\\t幺二三\\ns/b.wav\\thello\\n", encoding="utf-8")
+    >>> _ = (root / "s" / "c.txt").write_text("4 5\\n")
+    >>> log = PrepLog()
+    >>> found = read_transcripts(root, [root / "s" / n for n in ("a.wav", "b.wav", "c.wav")], log)
+    >>> sorted((Path(p).name, d) for p, d in found.items()), log.transcript_skips
+    ([('a.wav', '123'), ('c.wav', '45')], 1)
+    """
+    wanted = {p.relative_to(root).as_posix(): str(p.resolve()) for p in files}
+    texts: Dict[str, str] = {}
+    table = root / TRANSCRIPTS_FILE
+    if table.is_file():
+        unknown = 0
+        for line_no, line in enumerate(table.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise PrepError(f"{table}:{line_no}: expected 'relative/path.wav<TAB>text', got {line.strip()!r}")
+            rel, text = line.split("\t", 1)
+            if rel.strip() in wanted:
+                texts[wanted[rel.strip()]] = text
+            else:
+                unknown += 1
+        if unknown:
+            log.note(f"{unknown} lines of {table} name no usable audio file under {root}: ignored")
+    for path in files:
+        sidecar = path.with_suffix(".txt")
+        resolved = str(path.resolve())
+        if resolved not in texts and sidecar.is_file():
+            texts[resolved] = sidecar.read_text(encoding="utf-8")
+    digits = {}
+    for path, text in texts.items():
+        normalised = normalise_digits(text)
+        if normalised is None:
+            log.skip_transcript(path, text.strip())
+        else:
+            digits[path] = normalised
+    if texts:
+        log.note(f"transcripts: {len(digits)} of {len(files)} files have digits"
+                 + (f", {log.transcript_skips} transcripts are not digit strings (recogniser training skips "
+                    "those files)" if log.transcript_skips else ""))
+    return digits
 
 
 # ------------------------------------------------------------ training rows

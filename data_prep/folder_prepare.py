@@ -15,6 +15,11 @@ speakers, which never overlap:
   x test pair (``all_pairs``); the crop lists use the same pairs, less those
   whose test file is shorter than ``d``. A crop list left with one class
   only (or no trial) is not written, and ``prep.log`` says so.
+- ``wrd`` (every manifest, when the corpus has transcripts): the digits said in
+  a whole file (or a ``;``-joined row of them), read from ``<root>/transcripts.tsv``
+  or ``<utt>.txt`` beside the audio (``data_prep.common.read_transcripts``);
+  empty for chunks and crops, and for a file whose transcript is not a digit
+  string (a counted skip in ``prep.log``: not for recogniser training).
 - ``dev/``: the same enrol/test/trial files for the dev speakers
   (``dev_ratio`` or ``num_dev_speakers``), for choosing hyperparameters and
   calibrating thresholds without touching the test speakers.
@@ -71,11 +76,13 @@ from data_prep.common import (
     all_trials,
     make_trials,
     parse_durations,
+    read_transcripts,
     run_cli,
     sanitize_id,
     scan_audio,
     split_valid,
     training_rows,
+    transcripts_fingerprint,
     utterance_row,
 )
 from speechbrain_ext.manifest import ManifestRow, write_manifest, write_trials
@@ -215,6 +222,9 @@ def _check_options(args: dict) -> dict:
     opts = {k: v for k, v in args.items() if k not in ("skip_prep", "num_workers", "save_folder")}
     opts["data_folder"] = str(Path(args["data_folder"]).resolve())
     opts["test_durations"] = [float(d) for d in args["test_durations"]]
+    transcripts = transcripts_fingerprint(Path(args["data_folder"]))
+    if transcripts is not None:  # only then: folders prepared before transcripts existed stay prepared
+        opts["transcripts_sha1"] = transcripts
     return {"prepare": "folder", **opts}
 
 
@@ -229,6 +239,7 @@ def _scan(root: Path, log: PrepLog, num_workers: int) -> Dict[str, List[Utteranc
     if len(files) < len(found):
         log.note(f"{len(found) - len(files)} audio files directly under {root} ignored: not in a speaker folder")
     frames = scan_audio([str(p.resolve()) for p in files], log, num_workers, desc=f"scan {root.name}")
+    digits = read_transcripts(root, [p for p in files if str(p.resolve()) in frames], log)
     by_speaker: Dict[str, List[Utterance]] = {}
     seen: Dict[str, str] = {}
     for p in files:
@@ -240,7 +251,8 @@ def _scan(root: Path, log: PrepLog, num_workers: int) -> Dict[str, List[Utteranc
             if utt_id in seen:
                 raise PrepError(f"two files give the utterance id {utt_id}: {seen[utt_id]} and {path}")
             seen[utt_id] = path
-            by_speaker.setdefault(spk, []).append(Utterance(utt_id, path, frames[path], spk))
+            by_speaker.setdefault(spk, []).append(Utterance(utt_id, path, frames[path], spk,
+                                                            wrd=digits.get(path, "")))
     if not by_speaker:
         raise PrepError(f"no usable audio under {root} — see the skip summary")
     return by_speaker

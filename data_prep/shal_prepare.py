@@ -4,6 +4,8 @@ SHAL's exact layout is not public; it is read as ``<root>/<speaker>/<utt>``
 (:func:`data_prep.folder_prepare.prepare_folder`) with defaults for short
 digit strings: training files are concatenated up to 3 s (the transfer crop
 fits in one row), nothing is chunked, and each speaker enrols with 3 strings.
+Transcripts, when the corpus has them (``<root>/transcripts.tsv`` or ``<utt>.txt``),
+fill the manifests' ``wrd`` column for the digit recogniser.
 
 Usage: ``python data_prep/shal_prepare.py --data_folder SHAL --save_folder OUT``.
 """

@@ -22,6 +22,7 @@ Two domains mirror the paper's pre-train -> transfer setup:
 Layout written (what the speaker-folder data prep reads)::
 
     DIR/<speaker>/u0001.wav      16 kHz, mono, 16-bit PCM
+    DIR/transcripts.tsv          target domain: <speaker>/u0001.wav<TAB>the digits said (e.g. 0417)
     DIR/.corpus.json             arguments, voice parameters, utterance texts
     DIR/.espeak-ng-data/         espeak-ng data + one voices/!v/<speaker> file
 
@@ -57,6 +58,7 @@ from speechbrain_ext.io_utils import atomic_write
 from speechbrain_ext.manifest import SAMPLE_RATE
 from speechbrain_ext.simulation import add_noise, fft_size, room_impulse_response
 
+TRANSCRIPTS_FILE = "transcripts.tsv"  # what data_prep.common.read_transcripts reads
 ESPEAK_DIR = ".espeak-ng-data"
 REQUIRED_TOOLS = ("espeak-ng", "sox")
 INSTALL_HINT = ("the built-in corpus needs espeak-ng and sox; "
@@ -509,6 +511,27 @@ def _render_all(
         return list(tqdm(pool.map(render_utterance, jobs, chunksize=4), **bar))
 
 
+def spoken_digits(text: str, lang: str) -> str:
+    """The digits of a target-domain text (digit words of ``lang``) as ``0``-``9``.
+
+    Example
+    -------
+    >>> spoken_digits("yi1 ling2 jiu3", "zh"), spoken_digits("four two", "en")
+    ('109', '42')
+    """
+    return "".join(str(DIGIT_WORDS[lang].index(word)) for word in text.split())
+
+
+def write_transcripts(folder: Path, meta: Dict) -> None:
+    """Write ``transcripts.tsv`` of a target-domain corpus from its metadata (source texts are not digits)."""
+    arguments = meta["arguments"]
+    if arguments["domain"] != "target":
+        return
+    with atomic_write(folder / TRANSCRIPTS_FILE, encoding="utf-8") as f:
+        f.writelines(f"{key}.wav\t{spoken_digits(u['text'], arguments['lang'])}\n"
+                     for key, u in sorted(meta["utterances"].items()))
+
+
 def _plan_metadata(plan: UtterancePlan) -> Dict:
     """Return the per-utterance variation worth recording in ``.corpus.json``."""
     skip = {"speaker", "name", "text", "noise_seed"}
@@ -536,6 +559,7 @@ def _generate(folder: Path, arguments: Dict, num_workers: int) -> Dict:
         key: {"text": plan.text, "duration": round(duration, 4), **_plan_metadata(plan)}
         for plan, (key, duration) in zip(plans, results)
     }
+    write_transcripts(folder, meta)
     meta["complete"] = True
     write_corpus_meta(folder, meta)
     return meta
@@ -597,6 +621,8 @@ def synthesize_corpus(
     folder, arguments = Path(output_folder), _corpus_arguments(args)
     existing = existing_corpus(folder, arguments)
     if existing is not None:
+        if not (folder / TRANSCRIPTS_FILE).is_file():  # a corpus made before transcripts were written
+            write_transcripts(folder, existing)
         print(f"synth_digits: reusing the corpus in {folder} (same arguments)")
         return corpus_summary(folder, existing, time.perf_counter() - start, reused=True)
     check_tools(REQUIRED_TOOLS, INSTALL_HINT)

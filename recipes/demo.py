@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The whole method end to end on the built-in corpus (``make demo``).
 
-generate corpora -> pre-train (source speakers) -> transfer with the joint loss (target speakers) -> evaluate
-(pre-trained and transferred, by test duration) -> export -> verify two files through SpeechBrain's
+generate corpora -> pre-train (source speakers) -> transfer with the joint loss (target speakers) -> train the
+digit recogniser (target training speakers) -> evaluate (pre-trained and transferred, by test duration; the
+recogniser's digit error rate) -> export (with ``digits/``) -> verify two files through SpeechBrain's
 ``SpeakerRecognition`` -> enrol three speakers, then a genuine, an impostor and a replayed claim at the CLI.
 
 Every stage is one of the project's commands (``speechbrain_ext.pipeline``), printed before it runs, so the
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from speechbrain_ext.digit_evaluation import digits_table
 from speechbrain_ext.manifest import read_manifest
 from speechbrain_ext.metrics import interval_text
 from speechbrain_ext.pipeline import (PY, Stage, StageError, evaluate_command, export_command, synth_command,
@@ -87,6 +89,8 @@ def results_table(pre: Dict[str, dict], tra: Dict[str, dict]) -> str:
     lines = [f"{'condition':<12}{'trials':>8}{'pre-trained EER %':>24}{'transferred EER %':>24}"
              f"{'pre minDCF':>22}{'transferred minDCF':>22}{'transferred actDCF':>22}{'transferred Cllr':>22}"]
     for cond, r in tra.items():
+        if cond == "digits":  # the recogniser's results, printed by digits_table
+            continue
         p = pre.get(cond, {})
         lines.append(f"{cond:<12}{r['num_trials']:>8}{cell(p, 'eer', 100, 2):>24}{cell(r, 'eer', 100, 2):>24}"
                      f"{cell(p, 'min_dcf_0.01'):>22}{cell(r, 'min_dcf_0.01'):>22}{cell(r, 'act_dcf_0.01'):>22}"
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--pretrain_epochs", type=int, default=4)
     parser.add_argument("--transfer_epochs", type=int, default=5,
                         help="fewer than the yaml's 20, to keep the demo short")
+    parser.add_argument("--digits_epochs", type=int, default=15, help="digit recogniser epochs (about a minute)")
     parser.add_argument("--seed", type=int, default=1986)
     args = parser.parse_args()
     if min(args.source_speakers, args.target_speakers) < 8 or min(args.source_utts, args.target_utts) < 6:
@@ -134,7 +139,7 @@ def main() -> None:
 
     out = Path(args.output_folder).resolve()
     source, target = out / "corpus" / "source", out / "corpus" / "target"
-    pre, tra = out / "pretrain", out / "transfer"
+    pre, tra, digits = out / "pretrain", out / "transfer", out / "digits"
     timings: Dict[str, float] = {}
 
     run(synth_command(source, "source", args.source_speakers, args.source_utts, args.seed), timings,
@@ -148,13 +153,20 @@ def main() -> None:
                                                       "pretrained_path": pre / "save", "test_ratio": 0.35,
                                                       "dev_ratio": 0.3, "number_of_epochs": args.transfer_epochs}),
         timings, "transfer with the joint loss (target)")
-    for model, name, what in ((pre, "eval_pretrained", "the pre-trained model on the target test speakers"),
-                              (tra, "eval_transfer", "the transferred model (threshold calibrated on the dev "
-                                                     "speakers)")):
-        run(evaluate_command("hparams/eval_demo.yaml", model / "save", tra / "manifests", out / name), timings,
-            f"evaluate {what}")
-    run(export_command(tra / "save", out / "model", out / "eval_transfer"), timings,
-        "export a SpeakerRecognition model folder")
+    # the transfer run's split (the same test and dev speakers held out) and augmentation sources
+    run(train_command("hparams/digits_ctc_demo.yaml", {
+        "seed": args.seed, "data_folder": target, "output_folder": digits, "prep_folder": tra / "manifests",
+        "skip_prep": True, "noise_csv": tra / "augment" / "noise.csv", "rir_csv": tra / "augment" / "rir.csv",
+        "number_of_epochs": args.digits_epochs}),
+        timings, "train the digit recogniser (CTC, target training speakers)")
+    for model, name, what, extra in (
+            (pre, "eval_pretrained", "the pre-trained model on the target test speakers", {}),
+            (tra, "eval_transfer", "the transferred model (threshold calibrated on the dev speakers) and the "
+                                   "digit recogniser", {"digits_model": digits / "save"})):
+        run(evaluate_command("hparams/eval_demo.yaml", model / "save", tra / "manifests", out / name, **extra),
+            timings, f"evaluate {what}")
+    run(export_command(tra / "save", out / "model", out / "eval_transfer", digits / "save"), timings,
+        "export a SpeakerRecognition model folder with the digit recogniser (digits/)")
     start = time.time()
     verify_with_speechbrain(out / "model", tra / "manifests" / "test.csv")
     timings["verify two files"] = time.time() - start
@@ -166,6 +178,10 @@ def main() -> None:
     print("\n=== results on the target test speakers (all enrolment x test pairs): "
           "value [95 % speaker-bootstrap CI]")
     print(results_table(pre_res, tra_res))
+    if "digits" in tra_res:
+        print("\n=== digit recogniser on the target test speakers: digit error rate and string accuracy, "
+              "value [95 % speaker-bootstrap CI]")
+        print(digits_table(tra_res["digits"]))
     deployed = json.loads((out / "model" / "threshold.json").read_text())
     print("")
     print("\n".join(deployment_lines(deployed, tra_res)))

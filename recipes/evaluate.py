@@ -15,7 +15,9 @@ from training and test; else, with a warning, the test list) by ``speechbrain_ex
 target-FAR threshold) for one score (``deploy_score``); its FAR/FRR are measured on each test condition of that
 score; with AS-norm, ``cohort.pt`` goes beside ``threshold.json`` for ``recipes/export.py`` to ship. Dev
 trials that cannot calibrate (one class, too few targets): one warning line and no ``threshold.json``. Bad
-input: one line on stderr, exit status 1.
+input: one line on stderr, exit status 1. With a digit recogniser (the model folder's ``digits/`` or
+``--digits_model``), ``results.json["digits"]`` holds its digit error rate and string accuracy by condition
+(``speechbrain_ext.digit_evaluation``).
 """
 import logging
 import re
@@ -31,6 +33,7 @@ from speechbrain_ext.builder import compose
 from speechbrain_ext.calibration import (CalibrationError, DevTrials, calibration_material, deploy, load_cohort,
                                          save_cohort, warn_if_few, write_threshold)
 from speechbrain_ext.embeddings import embed_manifest
+from speechbrain_ext.digit_evaluation import digits_table, evaluate_digits
 from speechbrain_ext.io_utils import atomic_write, write_json
 from speechbrain_ext.manifest import read_manifest, read_trials, write_scores
 from speechbrain_ext.metrics import bootstrap_ci, interval_text, system_metrics
@@ -194,6 +197,12 @@ def evaluate(hp: dict, run_opts: dict) -> Dict[str, Dict]:
         threshold["cohort_file"] = COHORT_FILE
 
     table = results_table(results, threshold)
+    digits = evaluate_digits(hp["model_folder"], hp.get("digits_model"), hp["test_csv"], out,
+                             hp["bootstrap_resamples"], hp["seed"])
+    if digits:
+        results["digits"] = digits
+        table += ("\n\nDigit recogniser (references of crops: CTC-aligned digits of the full file):\n\n"
+                  + digits_table(digits))
     if threshold is not None:
         write_threshold(out / THRESHOLD_FILE, threshold)
     write_json(out / "results.json", results)

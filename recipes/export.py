@@ -5,7 +5,8 @@ Usage::
 
     python recipes/export.py --checkpoint_folder results/transfer_shal/1986/save --output_folder model \\
         [--threshold_file results/eval_shal/threshold.json] \\
-        [--results_json results/eval_shal/results.json] [--onnx] [--push-to-hub USER/REPO]
+        [--results_json results/eval_shal/results.json] [--digits_model results/digits_ctc/1986/save] \\
+        [--onnx] [--push-to-hub USER/REPO]
 
 The architecture comes from the run's own ``hyperparams.yaml`` (README, "Export and inference");
 ``--hparams_file`` and ``--key=value`` overrides are for a checkpoint without one. An AS-norm
@@ -31,6 +32,8 @@ def parse_args(argv):
     p.add_argument("--output_folder", required=True, help="model folder to write")
     p.add_argument("--threshold_file", help="threshold.json from recipes/evaluate.py")
     p.add_argument("--results_json", help="results.json from recipes/evaluate.py (model card table)")
+    p.add_argument("--digits_model", help="save folder of a digit recogniser run (hparams/digits_ctc*.yaml): "
+                                          "exported as <output_folder>/digits/ for EncoderASR")
     p.add_argument("--onnx", action="store_true", help="also write embedding_model.onnx and check it")
     p.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO", help="upload to this hub repo")
     args, rest = p.parse_known_args(argv)
@@ -60,7 +63,7 @@ def main(argv) -> int:
     args, overrides = parse_args(argv)
     try:
         folder = export_model(args.hparams_file, args.checkpoint_folder, args.output_folder,
-                              args.threshold_file, args.results_json, overrides)
+                              args.threshold_file, args.results_json, overrides, args.digits_model)
         if args.onnx:
             write_onnx(folder)
         print(f"model folder {folder}: {', '.join(files_in(folder))}")

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Train a speaker-embedding model: pre-training or transfer, chosen by the yaml.
+"""Train a model: speaker pre-training, transfer or the digit recogniser, chosen by the yaml.
 
 Usage::
 
     python recipes/train.py hparams/pretrain_demo.yaml [--overrides]
     python recipes/train.py hparams/transfer_demo.yaml --pretrained_path=results/.../save
+    python recipes/train.py hparams/digits_ctc_demo.yaml --data_folder=DIR
     torchrun --standalone --nproc_per_node=4 recipes/train.py hparams/pretrain_ecapa_cnceleb.yaml
 
-The yaml names the Brain (``brain_class``), the data preparation
-(``prepare_data``, skipped with ``--skip_prep=True``) and everything else; any
+The yaml names the Brain (``brain_class``, whose ``datasets`` classmethod builds
+its datasets), the data preparation (``prepare_data``, skipped with ``--skip_prep=True``) and everything else; any
 key can be overridden on the command line (``--number_of_epochs=2``), and
 SpeechBrain's run options apply (``--device``, ``--precision``...). A killed
 run resumes from its last checkpoint when restarted with the same command.
@@ -23,27 +24,29 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_ext.augment import prepare_generated_noise, prepare_simulated_rirs
 from speechbrain_ext.brains import ConfigError
 from speechbrain_ext.brains.pretrain import classes_per_speaker
-from speechbrain_ext.builder import ModelError, build_modules, compose, read_nodes
-from speechbrain_ext.dataio import speaker_datasets
+from speechbrain_ext.builder import ModelError, build_modules, compose, raw_tree, read_nodes
 from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.manifest import read_manifest, speaker_count
+from speechbrain_ext.manifest import ManifestError, read_manifest, speaker_count
 
-# the yaml keys needed before the yaml is loaded: preparation and the classifier size
-PREPARATION_KEYS = ("prepare_data", "train_csv", "out_n_neurons", "speed_perturb", "speed_as_speaker")
+# the yaml keys needed before the yaml is loaded: preparation and, for a speaker classifier, its size
+PREPARATION_KEYS = ("prepare_data", "train_csv")
+CLASSIFIER_KEYS = ("out_n_neurons", "speed_perturb", "speed_as_speaker")
 
 
 def prepare(hparams_file: str, overrides: str) -> str:
-    """Run the yaml's ``prepare_data``; return ``overrides`` with ``out_n_neurons`` when the yaml leaves it null.
+    """Run the yaml's ``prepare_data``; return ``overrides`` with ``out_n_neurons`` when the yaml leaves it null
+    (a yaml without ``out_n_neurons``, the digit recogniser's, has no speaker classifier to size).
 
     ``out_n_neurons: null`` means "the training speakers of the prepared ``train.csv``" (x speeds with
     ``speed_as_speaker``; an explicit value must equal that). HyperPyYAML builds the classifier when it loads
     the yaml, so only the ``PREPARATION_KEYS`` nodes are read first; the count then goes to the one full load
     as an override, which also writes it into the run's ``hyperparams.yaml`` that export and evaluation read.
     """
-    nodes = read_nodes(hparams_file, PREPARATION_KEYS, overrides, fill_placeholders=False)
-    built = build_modules({key: nodes[key] for key in ("prepare_data", "speed_perturb")})
+    keys = PREPARATION_KEYS + CLASSIFIER_KEYS * ("out_n_neurons" in raw_tree(hparams_file)[0])
+    nodes = read_nodes(hparams_file, keys, overrides, fill_placeholders=False)
+    built = build_modules({key: nodes[key] for key in ("prepare_data", "speed_perturb") if key in nodes})
     run_on_main(built["prepare_data"])
-    if nodes["out_n_neurons"] is not None:
+    if "out_n_neurons" not in nodes or nodes["out_n_neurons"] is not None:
         return overrides
     size = speaker_count(nodes["train_csv"]) * classes_per_speaker(built["speed_perturb"], nodes["speed_as_speaker"])
     return f"{overrides}\nout_n_neurons: {size}".strip()
@@ -86,12 +89,7 @@ def main(argv) -> sb.Brain:
 
     run_on_main(prepare_augmentation_sources, kwargs={"hparams": hparams})
     brain_class = hparams["brain_class"]
-    train, valid, encoder = speaker_datasets(hparams, hparams[brain_class.train_crop_key])
-    size = len(encoder) * classes_per_speaker(hparams["speed_perturb"], hparams["speed_as_speaker"])
-    if hparams["out_n_neurons"] != size:
-        sys.exit(f"error: out_n_neurons={hparams['out_n_neurons']} but {hparams['train_csv']} has "
-                 f"{len(encoder)} speakers (x{size // len(encoder)} speeds): set --out_n_neurons={size}")
-
+    train, valid = brain_class.datasets(hparams)
     brain = brain_class(modules=hparams["modules"], opt_class=hparams["opt_class"],
                         hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.fit(hparams["epoch_counter"], train, valid,
@@ -105,5 +103,5 @@ def main(argv) -> sb.Brain:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, ModelError, FileNotFoundError) as err:  # bad hparams or paths: one line, no traceback
+    except (ConfigError, ModelError, ManifestError, FileNotFoundError) as err:  # bad hparams, data or paths: one line
         sys.exit(f"error: {err}")

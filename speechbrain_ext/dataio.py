@@ -1,18 +1,21 @@
-"""SpeechBrain datasets for speaker training: random crops of manifest rows or of single strings.
+"""SpeechBrain datasets: random crops of manifest rows or of single strings for speaker training; whole
+transcribed rows for the digit recogniser (:func:`transcribed_dataset`).
 
-Differs from the VoxCeleb recipe's ``dataio_prep`` in three ways: rows may be concatenated file lists (``wav``
-joined by ``;``); a crop longer than its signal is repeat-padded (``pad_mode: repeat``; SpeechBrain's
-``random_chunk`` fails on such rows and ``voxceleb_prepare`` drops them) or left short for ``PaddedBatch`` to
-zero-pad (``pad_mode: zero``, SpeechBrain's convention); and what one training example is (``train_example``):
+The speaker datasets differ from the VoxCeleb recipe's ``dataio_prep`` in three ways: rows may be concatenated
+file lists (``wav`` joined by ``;``); a crop longer than its signal is repeat-padded (``pad_mode: repeat``;
+SpeechBrain's ``random_chunk`` fails on such rows and ``voxceleb_prepare`` drops them) or left short for
+``PaddedBatch`` to zero-pad (``pad_mode: zero``, SpeechBrain's convention); and what one training example is
+(``train_example``):
 
 - ``row``: one manifest row (data prep joins a speaker's short strings up to ``min_duration``);
 - ``string``: one string (a joined row is split back into its files), cropped to the crop length;
 - ``string_joined``: one string followed by other strings of its speaker, in random order, until the crop
   length: every string is visited once per epoch and the long crop still holds several strings.
 """
+import logging
 import os
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -23,10 +26,11 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_ext.audio import read_row, repeat_pad
 from speechbrain_ext.io_utils import PathLike
-from speechbrain_ext.manifest import SAMPLE_RATE, ManifestRow, read_manifest
+from speechbrain_ext.manifest import SAMPLE_RATE, ManifestError, ManifestRow, normalise_digits, read_manifest
 
 TRAIN_EXAMPLES = ("row", "string", "string_joined")
 PAD_MODES = ("repeat", "zero")
+logger = logging.getLogger(__name__)
 
 
 def _crop_bounds(start: int, stop: int, crop: int, randomise: bool) -> Tuple[int, int]:
@@ -189,3 +193,46 @@ def speaker_datasets(hparams: Dict, train_len: Optional[float] = None
     for ds in datasets:
         ds.set_output_keys(["id", "sig", "spk_id_encoded"])
     return train, valid, encoder
+
+
+def transcribed_rows(path: PathLike) -> List:
+    """The rows of a manifest whose ``wrd`` is a digit string; the others are a counted, logged skip.
+
+    A manifest without any is a ``ManifestError`` of one line naming it (a corpus prepared without transcripts:
+    the recogniser has nothing to learn from).
+    """
+    rows = read_manifest(path)
+    kept = [row for row in rows if row.wrd and normalise_digits(row.wrd) == row.wrd]
+    if not kept:
+        raise ManifestError(f"{path}: no row has a digit transcript (wrd column): prepare the corpus with "
+                            "<root>/transcripts.tsv or <utt>.txt files beside the audio")
+    if len(kept) < len(rows):
+        logger.warning("%s: %d of %d rows have no digit transcript (wrd) and are skipped for the recogniser",
+                       path, len(rows) - len(kept), len(rows))
+    return kept
+
+
+def transcribed_dataset(path: PathLike, encode: Callable[[str], Sequence[int]]) -> DynamicItemDataset:
+    """Whole rows of a manifest that have digits (:func:`transcribed_rows`), for CTC training.
+
+    Items: ``id``, ``sig`` (the row's signal ``[T]``, not cropped: every digit of ``wrd`` is in it), ``wrd`` and
+    ``tokens`` (``encode(wrd)``, the token ids ``[L]``); ``duration`` for SpeechBrain's length sorting.
+    """
+    dataset = DynamicItemDataset({row.id: {"wav": row.wav, "start": row.start, "stop": row.stop,
+                                           "duration": row.duration, "wrd": row.wrd}
+                                  for row in transcribed_rows(path)})
+
+    @takes("wav", "start", "stop")
+    @provides("sig")
+    def audio_pipeline(wav: str, start: int, stop: int) -> torch.Tensor:
+        return torch.from_numpy(read_row(wav, start, stop))
+
+    @takes("wrd")
+    @provides("tokens")
+    def text_pipeline(wrd: str) -> torch.Tensor:
+        return torch.LongTensor(list(encode(wrd)))
+
+    dataset.add_dynamic_item(audio_pipeline)
+    dataset.add_dynamic_item(text_pipeline)
+    dataset.set_output_keys(["id", "sig", "wrd", "tokens"])
+    return dataset

@@ -10,6 +10,9 @@ Model folder written by :func:`export_model`::
     cohort.pt             AS-norm cohort (only when threshold.json is for asnorm)
     config.json           {"speechbrain_interface": "SpeakerRecognition"}
     README.md             model card with hub front matter and metrics
+    digits/               digit recogniser (only with ``digits_model``, :func:`export_digits`), for
+                          ``EncoderASR.from_hparams(source=<model>/digits)``: hyperparams.yaml, encoder.ckpt,
+                          tokenizer.ckpt (the SentencePiece model)
 
 No path of the exporting machine is written anywhere (SpeechBrain issues #1253/#2699: a ``pretrained_path``
 naming a folder or hub id sends ``from_hparams`` to that place, not to the folder it was given). The
@@ -21,20 +24,24 @@ under the name the Pretrainer looks for).
 The architecture is copied from the training yaml (by default the run's own ``hyperparams.yaml``).
 """
 import os
+import shutil
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import torch_patched_state_dict_load
 
 from speechbrain_ext.builder import MODEL_KEYS, ModelError, build_modules, dump_nodes, load_state, read_nodes
+from speechbrain_ext.brains.digits import tokenizer_file
 from speechbrain_ext.calibration import read_json, read_threshold, save_cohort, set_asnorm_threshold, write_threshold
 from speechbrain_ext.io_utils import PathLike, atomic_copy, atomic_write, write_json
+from speechbrain_ext.digits import DIGITS_FOLDER
 from speechbrain_ext.losses.subcenter_aam import dominant_subcenters
 from speechbrain_ext.manifest import SAMPLE_RATE
-from speechbrain_ext.model_folder import (COHORT_FILE, LABEL_FILE, THRESHOLD_FILE, check_model_folder, checkpoint_files,
-                                          load_extractor, model_hparams_file)
+from speechbrain_ext.model_folder import (COHORT_FILE, LABEL_FILE, THRESHOLD_FILE, best_checkpoint, check_model_folder,
+                                          checkpoint_files, load_extractor, model_hparams_file)
 
 
 def speaker_head(weight: torch.Tensor, num_speakers: int, assignments: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -115,6 +122,22 @@ def loading_snippet(source: str) -> List[str]:
             'score, _ = model.verify_files("a.wav", "b.wav")', "```"]
 
 
+def digit_card_lines(digits: Mapping[str, Mapping]) -> List[str]:
+    """Model card lines of the digit recogniser: DER and string accuracy by condition, with their 95 % CIs."""
+    def pct(r: Mapping, key: str) -> str:
+        ci = r.get(f"{key}_ci")
+        return f"{100 * r[key]:.2f}" + (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if ci else "")
+
+    lines = ["## Digit recogniser (`digits/`)", "",
+             "`EncoderASR.from_hparams(source=\"<model>/digits\").transcribe_file(\"claim.wav\")` returns the digits "
+             "said; the prompted door (`speechbrain-ext challenge`) checks them.", "",
+             "| condition | utterances | digit error rate (%) [95% CI] | string accuracy (%) [95% CI] |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {c} | {r['num_utterances']} | {pct(r, 'der')} | {pct(r, 'string_accuracy')} |"
+              for c, r in digits.items()]
+    return lines + [""]
+
+
 def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Mapping], source: str) -> str:
     """Model card ``README.md`` with hub front matter, the loading snippet and the evaluation table."""
     lines = ["---", "license: apache-2.0", "library_name: speechbrain", "pipeline_tag: audio-classification", "tags:",
@@ -142,6 +165,8 @@ def model_card(results: Optional[Mapping[str, Mapping]], threshold: Optional[Map
         lines += [f"| {c} | {r['num_trials']} | {100 * r['eer']:.2f} | {r['min_dcf_0.01']:.4f} | "
                   f"{r['min_dcf_0.05']:.4f} |" for c, r in results.items() if isinstance(r, Mapping) and "eer" in r]
         lines.append("")
+    if results and results.get("digits"):
+        lines += digit_card_lines(results["digits"])
     return "\n".join(lines)
 
 
@@ -186,10 +211,81 @@ def checked_model(hparams_file: PathLike, files: Mapping[str, Path], overrides: 
     return nodes, state, modules
 
 
+DIGITS_TEMPLATE = """\
+# ############################################################################
+# Digit recogniser exported by speechbrain_ext (recipes/export.py --digits_model).
+# Load (offline when <source> is a folder):
+#   EncoderASR.from_hparams(source=<this folder>).transcribe_file("claim.wav")
+#   speechbrain_ext.digits.load_recognizer(<the model folder holding this one>)
+# Every file below is fetched as <source>/<loadable>.ckpt.
+# ############################################################################
+
+sample_rate: {sample_rate}
+
+# ---- Features, encoder and CTC head (copied from {training_yaml}) ----------
+{nodes}
+tokenizer: !new:sentencepiece.SentencePieceProcessor
+
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    enc: !ref <enc>
+    ctc_lin: !ref <ctc_lin>
+    log_softmax: !ref <log_softmax>
+
+modules:
+    encoder: !ref <encoder>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        encoder: !ref <encoder>
+        tokenizer: !ref <tokenizer>
+"""
+DIGIT_KEYS = ("compute_features", "mean_var_norm", "enc", "ctc_lin", "log_softmax", "decoding_function")
+
+
+def export_digits(checkpoint_folder: PathLike, output_folder: PathLike, overrides: Optional[Mapping] = None) -> Path:
+    """Write a digit recogniser folder that ``EncoderASR.from_hparams(source=output_folder)`` loads offline.
+
+    ``checkpoint_folder``: the training save folder of ``hparams/digits_ctc*.yaml`` (its best checkpoint, lowest
+    validation DER); the architecture is its run's ``hyperparams.yaml``. ``encoder.ckpt`` holds the state of the
+    ``encoder`` of :data:`DIGITS_TEMPLATE` (features, encoder, CTC head), checked to load strictly;
+    ``tokenizer.ckpt`` is the SentencePiece model the run trained. Returns the folder's absolute path.
+    """
+    save = Path(checkpoint_folder)
+    hparams_file = model_hparams_file(save)
+    checkpoint = best_checkpoint(save)
+    if checkpoint is None or not {"enc", "ctc_lin"} <= set(checkpoint.paramfiles):
+        raise ModelError(f"{save}: no committed checkpoint of a digit recogniser (enc, ctc_lin) in it")
+    nodes = read_nodes(hparams_file, DIGIT_KEYS, overrides)
+    sizes = read_nodes(hparams_file, ("output_neurons", "tokenizer_folder"), overrides)
+    candidates = [tokenizer_file(folder, sizes["output_neurons"])
+                  for folder in (sizes["tokenizer_folder"], save / "tokenizer", save.parent / "tokenizer")]
+    tokenizer = next((path for path in candidates if path.is_file()), None)
+    if tokenizer is None:
+        raise ModelError(f"{save}: no tokenizer model ({candidates[1].name}) in {sizes['tokenizer_folder']} "
+                         f"or {save / 'tokenizer'}")
+    text = DIGITS_TEMPLATE.format(sample_rate=SAMPLE_RATE, training_yaml=os.path.basename(hparams_file),
+                                  nodes=dump_nodes(nodes))
+    built = load_hyperpyyaml(text)
+    load_state(built["enc"], checkpoint.paramfiles["enc"], "enc")
+    load_state(built["ctc_lin"], checkpoint.paramfiles["ctc_lin"], "ctc_lin")
+    out = Path(output_folder).absolute()
+    with atomic_write(out / "encoder.ckpt", "wb") as f:
+        torch.save(built["encoder"].state_dict(), f)
+    atomic_copy(tokenizer, out / "tokenizer.ckpt")
+    with atomic_write(out / "hyperparams.yaml") as f:
+        f.write(text)
+    return out
+
+
 def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, output_folder: PathLike,
                  threshold_file: Optional[PathLike] = None, results_json: Optional[PathLike] = None,
-                 overrides: Optional[Mapping] = None) -> Path:
+                 overrides: Optional[Mapping] = None, digits_model: Optional[PathLike] = None) -> Path:
     """Write the model folder (see module docstring); returns its absolute path.
+
+    ``digits_model``: the save folder of a digit recogniser run, exported into ``digits/``
+    (:func:`export_digits`); without it no ``digits/`` is left in the folder.
 
     ``hparams_file`` ``None`` uses the run's own yaml (``builder.model_hparams_file``). With an asnorm
     ``threshold_file``, the cohort file it names (beside it, written by ``recipes/evaluate.py``) is checked to
@@ -204,6 +300,10 @@ def export_model(hparams_file: Optional[PathLike], checkpoint_folder: PathLike, 
     if threshold_file is not None:  # ModelError: a cohort or llr map missing, or made with other weights
         threshold, _, cohort_file = read_threshold(threshold_file, modules)
     results = read_json(results_json, "results")
+    if digits_model is not None:
+        export_digits(digits_model, out / DIGITS_FOLDER)
+    elif (out / DIGITS_FOLDER).is_dir():  # a re-export without a recogniser must not ship an old one
+        shutil.rmtree(out / DIGITS_FOLDER)
 
     atomic_copy(files["embedding_model"], out / "embedding_model.ckpt")
     atomic_copy(files["label_encoder"], out / LABEL_FILE)

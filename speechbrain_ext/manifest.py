@@ -3,8 +3,10 @@
 The one home of the project's file formats:
 
 - **Manifest** (SpeechBrain CSV), one :class:`ManifestRow` a line: ``ID,duration,wav,start,stop,spk_id`` plus
-  ``genre`` where the corpus has one. ``wav`` is one audio path or several joined by ``;`` (read in order and
-  joined into one signal); ``start``/``stop`` are sample indices at :data:`SAMPLE_RATE` into that signal,
+  ``genre`` where the corpus has one and ``wrd`` (SpeechBrain's ASR column: the spoken digits, normalised by
+  :func:`normalise_digits`; empty when unknown) where it has transcripts. ``wav`` is one audio path or several
+  joined by ``;`` (read in order and joined into one signal); ``start``/``stop`` are sample indices at
+  :data:`SAMPLE_RATE` into that signal,
   ``stop`` exclusive; ``duration = (stop - start) / SAMPLE_RATE`` seconds.
 - **Trial list**: one trial a line, ``enroll_id test_id target|nontarget`` (``1``/``0`` accepted), read as
   :data:`Trial` ``(enroll_id, test_id, label)`` with label 1 = target, 0 = non-target; blank lines skipped.
@@ -15,7 +17,9 @@ of one line naming the file and line. No torch import: data preparation uses thi
 """
 import csv
 import os
-from dataclasses import dataclass
+import re
+import unicodedata
+from dataclasses import dataclass, field
 from typing import Collection, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,13 +32,38 @@ Trial = Tuple[str, str, int]  # (enroll_id, test_id, label): 1 target, 0 non-tar
 LABELS = {"target": 1, "1": 1, "nontarget": 0, "0": 0}
 
 
+# Mandarin digit characters (幺 is "one" read out in phone numbers, 〇 a written zero) -> ASCII digits
+MANDARIN_DIGITS = {**{c: str(i) for i, c in enumerate("零一二三四五六七八九")}, "幺": "1", "〇": "0"}
+_DIGIT_TABLE = str.maketrans(MANDARIN_DIGITS)
+
+
+def normalise_digits(text: str) -> Optional[str]:
+    """The digit string ``text`` says, as the characters ``0``-``9``; None when it is not a digit string.
+
+    Unicode NFKC first (full-width ``１`` -> ``1``), then Mandarin 零一二三四五六七八九 (and 幺 = 1, 〇 = 0) to
+    digits, whitespace removed. Anything else left (letters, punctuation, nothing at all) is not a digit string.
+
+    Example
+    -------
+    >>> normalise_digits("幺三 九零"), normalise_digits(" 4 0 7\t"), normalise_digits("１２")
+    ('1390', '407', '12')
+    >>> normalise_digits("12a") is None
+    True
+    >>> normalise_digits(""), normalise_digits("  ")
+    (None, None)
+    """
+    digits = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).translate(_DIGIT_TABLE))
+    return digits if digits and all("0" <= c <= "9" for c in digits) else None
+
+
 class ManifestError(ValueError):
     """A malformed manifest, trial list or score file; the message is one line naming the file (and line)."""
 
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One manifest row: the signal ``wav`` (one path or a ``;`` list), samples ``[start, stop)``.
+    """One manifest row: the signal ``wav`` (one path or a ``;`` list), samples ``[start, stop)``, and ``wrd``, the
+    digits spoken in it (:func:`normalise_digits`; ``""``: unknown). ``wrd`` is left out of the repr, to keep it short.
 
     Example
     -------
@@ -49,6 +78,7 @@ class ManifestRow:
     stop: int
     spk_id: str = ""
     genre: str = ""
+    wrd: str = field(default="", repr=False)
 
     @property
     def files(self) -> List[str]:
@@ -61,9 +91,9 @@ class ManifestRow:
         return (self.stop - self.start) / SAMPLE_RATE
 
     def as_csv(self) -> Dict[str, str]:
-        """The row as the manifest's string fields (``genre`` included)."""
+        """The row as the manifest's string fields (``genre`` and ``wrd`` included)."""
         return {"ID": self.id, "duration": f"{self.duration:.3f}", "wav": self.wav, "start": str(self.start),
-                "stop": str(self.stop), "spk_id": self.spk_id, "genre": self.genre}
+                "stop": str(self.stop), "spk_id": self.spk_id, "genre": self.genre, "wrd": self.wrd}
 
 
 def read_manifest(path: PathLike) -> List[ManifestRow]:
@@ -97,13 +127,15 @@ def read_manifest(path: PathLike) -> List[ManifestRow]:
                 raise ManifestError(f"{path}:{line_no}: ID {rec['ID']!r} repeated")
             seen.add(rec["ID"])
             rows.append(ManifestRow(rec["ID"], rec["wav"], start, stop, rec.get("spk_id") or "",
-                                    rec.get("genre") or ""))
+                                    rec.get("genre") or "", rec.get("wrd") or ""))
     return rows
 
 
 def write_manifest(path: PathLike, rows: Iterable[ManifestRow], with_genre: bool = False) -> None:
-    """Write a manifest atomically (the header even when there are no rows)."""
-    fields = CSV_FIELDS + ["genre"] * with_genre
+    """Write a manifest atomically (the header even when there are no rows); a ``wrd`` column when a row has
+    a transcript, so that a corpus without any writes the manifests it always did."""
+    rows = list(rows)
+    fields = CSV_FIELDS + ["genre"] * with_genre + ["wrd"] * any(row.wrd for row in rows)
     with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

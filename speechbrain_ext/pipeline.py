@@ -133,10 +133,12 @@ def evaluate_command(yaml: str, model: Path, prep: Path, out: Path, **overrides)
             f"--output_folder={out}", *flags(overrides)]
 
 
-def export_command(save: Path, out: Path, evaluation: Path) -> List:
-    """``recipes/export.py``: a SpeakerRecognition folder with the evaluation's threshold and results."""
+def export_command(save: Path, out: Path, evaluation: Path, digits: Optional[Path] = None) -> List:
+    """``recipes/export.py``: a SpeakerRecognition folder with the evaluation's threshold and results (and the
+    digit recogniser of the save folder ``digits`` as ``digits/``)."""
     return [PY, "recipes/export.py", "--checkpoint_folder", save, "--output_folder", out,
-            "--threshold_file", evaluation / "threshold.json", "--results_json", evaluation / "results.json"]
+            "--threshold_file", evaluation / "threshold.json", "--results_json", evaluation / "results.json",
+            *(["--digits_model", digits] if digits is not None else [])]
 
 
 def prepare(yaml: str, overrides: Mapping[str, object]) -> None:

@@ -69,3 +69,39 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _tone_digits(digits: str, rng: np.random.Generator, f0: float, rate: int = 16000) -> np.ndarray:
+    """Digit ``d`` as 0.12 s of harmonics of ``f0 * (1 + d / 4)``, 60 ms pauses between: a toy "speech" a tiny
+    CTC model learns in a few steps."""
+    pause = np.zeros(int(0.06 * rate), "float32")
+    parts = [pause]
+    for d in digits:
+        t = np.arange(int(0.12 * rate)) / rate
+        pitch = f0 * (1 + int(d) / 4)
+        parts += [sum(np.sin(2 * np.pi * k * pitch * t) / k for k in (1, 2, 3)).astype("float32"), pause]
+    sig = np.concatenate(parts) + 0.01 * rng.standard_normal(sum(map(len, parts))).astype("float32")
+    return (0.3 * sig / np.abs(sig).max()).astype("float32")
+
+
+@pytest.fixture(scope="session")
+def digit_corpus(tmp_path_factory) -> Path:
+    """A tiny transcribed corpus: 6 speakers x 6 tone-coded digit strings of 3-5 digits. Transcripts in
+    ``transcripts.tsv`` (ASCII or Mandarin digits), one ``<utt>.txt`` beside its audio (``spk0/utt1``) and one
+    transcript that is not a digit string (``spk1/utt2``: "hello")."""
+    root = tmp_path_factory.mktemp("digit_corpus")
+    rng = np.random.default_rng(11)
+    lines = []
+    for s in range(6):
+        for u in range(6):
+            digits = "".join(str(d) for d in rng.integers(0, 10, size=int(rng.integers(3, 6))))
+            path = root / f"spk{s}" / f"utt{u}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, _tone_digits(digits, rng, 120 + 15 * s), 16000, subtype="PCM_16")
+            text = "".join("零一二三四五六七八九"[int(d)] for d in digits) if u % 2 else " ".join(digits)
+            if (s, u) == (0, 1):
+                path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+            else:
+                lines.append(f"spk{s}/utt{u}.wav\t{'hello' if (s, u) == (1, 2) else text}")
+    (root / "transcripts.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root

@@ -6,31 +6,26 @@ What differs from ``recipes/VoxCeleb/SpeakerRec/train_speaker_embeddings.py``:
   does), SpeechBrain's waveform ``Augmenter``, and a SpecAugment-style ``feat_augment`` on the normalised Fbank;
 - preheating: LR and AAM-margin schedules evaluated at the fractional epoch ``t`` before every step
   (stateless, so a resumed run continues exactly), and an optional head-only phase with the backbone frozen;
-- a non-finite loss stops training with a message naming the batch, before any optimiser step, so no
-  checkpoint holds the bad update;
+- what every Brain of the project adds (``brains.base.RecipeBrain``): the non-finite loss guard, CPU DDP,
+  checkpoint-then-log;
 - the log records, per epoch, loss, speaker-ID error, LR, margin and the seconds per training step
   (``step_time_s``: data loading, forward, backward and update; validation and checkpointing excluded).
 """
 import functools
 import logging
 import time
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import speechbrain as sb
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from speechbrain.nnet.losses import classification_error
 from speechbrain.utils.metric_stats import MetricStats
 
+from speechbrain_ext.brains.base import ConfigError, NonFiniteLossError, RecipeBrain
+from speechbrain_ext.dataio import speaker_datasets
+
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """Hparams that cannot work together; the message is one line saying which and why."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training loss became NaN/inf; the message names the epoch, step and utterances."""
+__all__ = ["ConfigError", "NonFiniteLossError", "PretrainBrain", "applied_speed", "classes_per_speaker"]
 
 
 def applied_speed(speeds: Sequence[int], length: int, perturbed_length: int) -> int:
@@ -58,35 +53,30 @@ def classes_per_speaker(speed_perturb, speed_as_speaker: bool) -> int:
     return len(speed_perturb.speeds) if speed_as_speaker and speed_perturb is not None else 1
 
 
-class PretrainBrain(sb.Brain):
+class PretrainBrain(RecipeBrain):
     """Speaker-embedding training with feature enhancement and preheating.
 
     Modules (``modules`` in the yaml): ``compute_features``, ``mean_var_norm``, ``embedding_model``,
     ``classifier`` (cosine outputs ``[B, 1, N]``). Hparams read: ``compute_cost`` (``SubCenterAAM``),
     ``lr_schedule``, ``backbone_lr_scale``, ``margin_schedule``, ``head_only_epochs``, ``wav_augment``,
     ``feat_augment``, ``speed_perturb`` (each may be null), ``speed_as_speaker``, ``epoch_counter``,
-    ``train_logger``, ``select_checkpoint`` (``valid``: keep the checkpoint of lowest validation error; ``last``).
+    ``train_logger``, ``select_checkpoint`` (see ``RecipeBrain``).
     """
 
     train_crop_key: str = "sentence_len"  # hparam giving the training crop length, seconds
-    steps_per_epoch: int = 1
-    lr: float = 0.0
     margin: float = 0.0
     backbone_frozen: bool = False
-    no_valid: bool = False
 
-    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """SpeechBrain's loader; remembers the number of training batches per epoch."""
-        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
-        if stage == sb.Stage.TRAIN:
-            self.steps_per_epoch = max(len(loader), 1)
-        return loader
-
-    @property
-    def progress(self) -> float:
-        """Fractional epoch ``t`` of the current step (0.0 at the first step of epoch 1), from the epoch counter
-        and ``self.step``, both restored from an intra-epoch checkpoint, so the schedules resume exactly."""
-        return (self.hparams.epoch_counter.current - 1) + (self.step - 1) / self.steps_per_epoch
+    @classmethod
+    def datasets(cls, hparams: dict):
+        """``(train, valid)`` for ``recipes/train.py``: crops of the speaker manifests
+        (``dataio.speaker_datasets``); ``ConfigError`` when ``out_n_neurons`` does not fit ``train_csv``."""
+        train, valid, encoder = speaker_datasets(hparams, hparams[cls.train_crop_key])
+        size = len(encoder) * classes_per_speaker(hparams["speed_perturb"], hparams["speed_as_speaker"])
+        if hparams["out_n_neurons"] != size:
+            raise ConfigError(f"out_n_neurons={hparams['out_n_neurons']} but {hparams['train_csv']} has "
+                              f"{len(encoder)} speakers (x{size // len(encoder)} speeds): set --out_n_neurons={size}")
+        return train, valid
 
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
         """Preheating: set LR and margin for this step, freeze the backbone if due."""
@@ -201,14 +191,6 @@ class PretrainBrain(sb.Brain):
         scores = self.hparams.compute_cost.logits(cosines)  # [B, N]
         return scores.reshape(scores.shape[0], -1, self.num_speakers).amax(dim=1).unsqueeze(1)
 
-    def check_loss_isfinite(self, loss: torch.Tensor) -> None:
-        """Stop at once on a non-finite loss, naming the batch (before any update)."""
-        if not torch.isfinite(loss):
-            ids = ", ".join(self.batch_ids[:4]) + (", ..." if len(self.batch_ids) > 4 else "")
-            raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) at epoch "
-                                     f"{self.hparams.epoch_counter.current}, step {self.step}, batch [{ids}]; "
-                                     "stopped before the update, so the last checkpoint is intact")
-
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.epoch_clock, self.timed_steps = time.perf_counter(), 0
@@ -232,7 +214,7 @@ class PretrainBrain(sb.Brain):
             return
         stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
         if stage == sb.Stage.VALID:
-            self.log_and_save(epoch, stats)
+            self.log_and_save(epoch, stats, stats["ErrorRate"])
         else:
             self.hparams.train_logger.log_stats({"Epoch loaded": self.hparams.epoch_counter.current},
                                                 test_stats=stats)
@@ -241,39 +223,6 @@ class PretrainBrain(sb.Brain):
         """Further per-epoch training figures for the log (none here)."""
         return {}
 
-    def log_and_save(self, epoch: int, valid_stats: Optional[dict]) -> None:
-        """Checkpoint, then log: a run killed in between does not log an epoch twice."""
-        if valid_stats is None or self.hparams.select_checkpoint == "last":
-            # without ErrorRate in the meta, checkpoints.best_checkpoint takes the newest
-            meta = {"epoch": epoch, **({} if valid_stats is None else {"valid_error": valid_stats["ErrorRate"]})}
-            self.checkpointer.save_and_keep_only(meta=meta, max_keys=["epoch"])
-        else:
-            self.checkpointer.save_and_keep_only(meta={"ErrorRate": valid_stats["ErrorRate"], "epoch": epoch},
-                                                 min_keys=["ErrorRate"])
-        meta = {"epoch": epoch, "lr": round(self.lr, 8), "margin": round(self.margin, 4)}
-        self.hparams.train_logger.log_stats(meta, train_stats=self.train_stats, valid_stats=valid_stats)
-
-    def _wrap_distributed(self) -> None:
-        """DDP on CPU (gloo) with plain BatchNorm; SpeechBrain's wrapping otherwise.
-
-        SpeechBrain 1.1.2 converts every BatchNorm to ``SyncBatchNorm``, which only runs on GPUs, so
-        ``torchrun ... --distributed_backend=gloo`` on CPU fails in ``DistributedDataParallel``. Buffers still
-        follow rank 0 (``broadcast_buffers``); parameters are all-reduced as usual.
-
-        A private hook, because no public way exists: the conversion is unconditional, and the public
-        ``on_fit_start`` that calls this hook also calls the private ``_compile``, so overriding it instead
-        would copy SpeechBrain's body. tests/test_pretrain_recipe.py fails if SpeechBrain renames the hook,
-        stops calling it from ``on_fit_start`` or stops converting BatchNorm.
-        """
-        if not (self.distributed_launch and str(self.device).startswith("cpu")):
-            super()._wrap_distributed()
-            return
-        for name, module in self.modules.items():
-            if any(p.requires_grad for p in module.parameters()):
-                self.modules[name] = DistributedDataParallel(
-                    module, device_ids=None, find_unused_parameters=self.find_unused_parameters)
-
-    def fit(self, epoch_counter, train_set, valid_set=None, **kwargs):
-        """SpeechBrain's ``fit``; checkpoints after training when there is no valid set."""
-        self.no_valid = valid_set is None
-        return super().fit(epoch_counter, train_set, valid_set, **kwargs)
+    def log_meta(self, epoch: int) -> dict:
+        """Epoch and LR, then the margin."""
+        return {**super().log_meta(epoch), "margin": round(self.margin, 4)}
