@@ -25,8 +25,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_ext.brains.base import ConfigError, RecipeBrain
 from speechbrain_ext.dataio import transcribed_dataset, transcribed_rows
 from speechbrain_ext.digits import digit_error_rate, normalise_digits
-from speechbrain_ext.io_utils import atomic_write
-from speechbrain_ext.io_utils import PathLike
+from speechbrain_ext.io_utils import PathLike, atomic_write
 from speechbrain_ext.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
