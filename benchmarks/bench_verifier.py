@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_embeddings import make_model, timings  # noqa: E402
 from speechbrain_ext.export import write_cohort  # noqa: E402
-from speechbrain_ext.verifier import Verifier  # noqa: E402
-from speechbrain_ext.voiceprints import VoiceprintStore, model_hash  # noqa: E402
+from speechbrain_ext.access.verifier import Verifier  # noqa: E402
+from speechbrain_ext.access.store import VoiceprintStore, model_hash  # noqa: E402
 
 
 def row(name: str, seconds: List[float]) -> str:

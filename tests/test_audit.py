@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_ext.__main__ import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT
-from speechbrain_ext.audit import ClaimPolicy, record_claim
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash, utc_iso
+from speechbrain_ext.access.cli import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT
+from speechbrain_ext.access.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.store import Event, VoiceprintStore, model_hash, utc_iso
 from test_cli import cli
-from test_voiceprints import run_together
+from test_store import run_together
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 LIMIT = ClaimPolicy(max_failures=2, window_minutes=10)
@@ -245,8 +245,8 @@ def test_database_is_private_and_a_shared_one_gives_one_warning_line(door, capsy
 
 
 CLAIMANT = """
-from speechbrain_ext.audit import ClaimPolicy, record_claim
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(db, model_hash="m1")
 def linger(sql):  # inside the replay check: the other claimant runs into this one
     if sql.startswith("SELECT 1 FROM events WHERE audio_sha256"):

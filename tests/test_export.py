@@ -13,8 +13,8 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_ext.__main__ import EXIT_ERROR
-from speechbrain_ext.__main__ import main as cli_main
+from speechbrain_ext.access.cli import EXIT_ERROR
+from speechbrain_ext.access.cli import main as cli_main
 from speechbrain_ext.builder import compose, EMBEDDING_KEYS, ModelError, load_extractor, read_nodes
 from speechbrain_ext.calibration import save_cohort
 from speechbrain_ext.export import export_model, files_in, speaker_head

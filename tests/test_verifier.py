@@ -25,8 +25,8 @@ import torch
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.scoring import as_norm, cosine_scores
 from speechbrain_ext.export import write_cohort
-from speechbrain_ext.verifier import Decision, QualityCheck, Verifier, load_audio
-from speechbrain_ext.voiceprints import VoiceprintError
+from speechbrain_ext.access.verifier import Decision, QualityCheck, Verifier, load_audio
+from speechbrain_ext.access.store import VoiceprintError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SPEAKERS = [f"spk{s}" for s in range(6)]

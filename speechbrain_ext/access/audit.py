@@ -18,7 +18,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, utc_iso
+from speechbrain_ext.access.store import Event, VoiceprintStore, utc_iso
 
 CLAIMS = ("verify", "identify")
 REFUSALS = ("replay", "locked")  # decisions that overrule the score

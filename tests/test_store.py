@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechbrain_ext import voiceprints
-from speechbrain_ext.voiceprints import (APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError, VoiceprintStore,
-                                         model_hash)
+from speechbrain_ext.access.store import (_SCHEMA, _UPGRADES, APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError,
+                                         VoiceprintStore, model_hash)
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)
@@ -152,7 +151,7 @@ def test_exception_mid_transaction_rolls_back(store, monkeypatch):
 CRASH_SCRIPT = """
 import sys, time
 import numpy as np
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(sys.argv[1], model_hash="m1")
 inserted = []
 def trace(sql):
@@ -206,7 +205,7 @@ def test_new_database_files_are_private(tmp_path, umask):
 
 
 def test_database_open_to_others_warns_once_and_still_works(store, caplog):
-    with caplog.at_level(logging.WARNING, logger="speechbrain_ext.voiceprints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_ext.access.store"):
         VoiceprintStore(store.path).close()
         assert caplog.records == []  # private: no warning
         os.chmod(store.path, 0o644)
@@ -260,7 +259,7 @@ def test_removal_and_re_enrolment_erase_the_old_bytes(tmp_path):
 def make_schema_1_database(path: Path) -> Path:
     """A database as schema version 1 wrote it (no events table), with alice enrolled, model hash m1."""
     with sqlite3.connect(path) as db:
-        db.executescript(voiceprints._SCHEMA)
+        db.executescript(_SCHEMA)
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute("PRAGMA user_version = 1")
         db.executemany("INSERT INTO meta VALUES (?, ?)", [("model_hash", "m1"), ("model_name", "one")])
@@ -277,7 +276,7 @@ def schema_state(path: Path) -> tuple:
 
 def test_schema_1_is_upgraded_in_one_transaction(tmp_path, monkeypatch):
     path = make_schema_1_database(tmp_path / "v1.db")
-    monkeypatch.setitem(voiceprints._UPGRADES, 1, voiceprints._UPGRADES[1] + "; CREATE TABLE events (x)")
+    monkeypatch.setitem(_UPGRADES, 1, _UPGRADES[1] + "; CREATE TABLE events (x)")
     with pytest.raises(VoiceprintError, match=r"cannot write the voiceprint database \(table events already exists"):
         VoiceprintStore(path, model_hash="m1")  # the last statement of the upgrade fails ...
     assert schema_state(path) == (1, False)  # ... and none of it is kept
@@ -326,7 +325,7 @@ def run_together(body: str, db: Path, folder: Path, names=("w1", "w2")) -> list:
 
 WRITER = """
 import numpy as np
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(db, model_hash="m1")
 def linger(sql):  # between the read and the writes of an enrolment: the other writer runs into this one
     if sql.startswith("INSERT OR IGNORE INTO speakers"):

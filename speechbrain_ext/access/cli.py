@@ -88,7 +88,7 @@ def _enrolment_files(args: argparse.Namespace) -> List[str]:
 
 def _planned_event(args: argparse.Namespace):
     """The audit event of this command as far as known before it runs (None for list and log)."""
-    from speechbrain_ext.voiceprints import Event, audio_sha256
+    from speechbrain_ext.access.store import Event, audio_sha256
 
     if args.command not in AUDITED:
         return None
@@ -109,7 +109,7 @@ def _enroll(args: argparse.Namespace, verifier, event) -> int:
 def _claim(args: argparse.Namespace, verifier, event, policy) -> int:
     """``verify``, or ``identify`` (its best match is the claim): log the claim, print it, and return 0 accept,
     1 reject (by score, or as a replay or while locked)."""
-    from speechbrain_ext.audit import REFUSALS, record_claim
+    from speechbrain_ext.access.audit import REFUSALS, record_claim
 
     verify = args.command == "verify"
     ranked = [verifier.verify(args.speaker, args.audio)] if verify else verifier.identify(args.audio, args.top_k)
@@ -135,8 +135,8 @@ def _claim(args: argparse.Namespace, verifier, event, policy) -> int:
 
 def _with_model(args: argparse.Namespace, event) -> int:
     """``enroll``, ``verify`` and ``identify``: check the claim options, load the model, then act."""
-    from speechbrain_ext.audit import ClaimPolicy
-    from speechbrain_ext.verifier import Verifier
+    from speechbrain_ext.access.audit import ClaimPolicy
+    from speechbrain_ext.access.verifier import Verifier
 
     policy = None if args.command == "enroll" else ClaimPolicy(not args.allow_replay, args.max_failures, args.window)
     with Verifier(args.model, args.db, args.threshold, args.device, create=args.command == "enroll") as verifier:
@@ -154,8 +154,8 @@ def _event_line(event) -> str:
 
 def _store_only(args: argparse.Namespace, event) -> int:
     """``list``, ``remove`` and ``log``: the database alone, no model."""
-    from speechbrain_ext.audit import parse_since
-    from speechbrain_ext.voiceprints import VoiceprintStore
+    from speechbrain_ext.access.audit import parse_since
+    from speechbrain_ext.access.store import VoiceprintStore
 
     since = parse_since(args.since) if getattr(args, "since", None) else None
     with VoiceprintStore(args.db) as store:
@@ -177,7 +177,7 @@ def _store_only(args: argparse.Namespace, event) -> int:
 def _log_failure(db: str, event, message: str) -> None:
     """Append the failed command's event if the database exists, is ours and is writable (else the error line
     alone says what is wrong)."""
-    from speechbrain_ext.voiceprints import VoiceprintError, VoiceprintStore
+    from speechbrain_ext.access.store import VoiceprintError, VoiceprintStore
 
     event.decision, event.error = "error", message
     try:
@@ -213,6 +213,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Access-control front end: enrol speakers, verify claims, identify voices.
 
 A :class:`Verifier` joins an exported model folder (loaded offline through SpeechBrain's ``SpeakerRecognition``,
-see :func:`speechbrain_ext.inference.load_verifier`) and a :class:`~speechbrain_ext.voiceprints.VoiceprintStore`.
+see :func:`speechbrain_ext.inference.load_verifier`) and a :class:`~speechbrain_ext.access.store.VoiceprintStore`.
 
 Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings) and a test embedding ``t`` [D]::
 
@@ -32,7 +32,7 @@ import torch
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.inference import load_verifier
 from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
+from speechbrain_ext.access.store import Event, VoiceprintStore, model_hash
 
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
 
