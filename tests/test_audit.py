@@ -179,9 +179,9 @@ def test_log_text_filters_and_bad_since(door, tiny_model, speaker_corpus, capsys
                speaker_corpus / "spk1" / "utt3.wav")[0] in (EXIT_ACCEPT, EXIT_REJECT)
     status, out, _ = cli(capsys, "log", "--db", door)
     lines = [line.split("\t") for line in out.splitlines()]
-    assert status == 0 and [len(fields) for fields in lines] == [9, 9, 9]
+    assert status == 0 and [len(fields) for fields in lines] == [11, 11, 11]
     assert [fields[1:3] for fields in lines] == [["enroll", "spk0"], ["enroll", "spk1"], ["verify", "spk1"]]
-    assert lines[2][5] == "0.9800" and lines[2][8] == "-" and len(lines[0][6].split()) == 2  # two files
+    assert lines[2][5] == "0.9800" and lines[2][8:] == ["-", "-", "-"] and len(lines[0][6].split()) == 2  # two files
     assert [e["command"] for e in logged(capsys, door, "--speaker", "spk1")] == ["enroll", "verify"]
     backdate(door, 60 * 24 * 400, "speaker_id = 'spk0'")
     a_year_ago = (datetime.now(timezone.utc) - timedelta(days=365)).isoformat()

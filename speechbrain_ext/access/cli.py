@@ -2,23 +2,30 @@
 
 Enrol speakers into a voiceprint database and check claims against it:
 
-    speechbrain-ext enroll   --model MODEL --db DB SPEAKER AUDIO [AUDIO ...] [--append]
-    speechbrain-ext verify   --model MODEL --db DB SPEAKER AUDIO [--threshold T]
-    speechbrain-ext identify --model MODEL --db DB AUDIO [--top-k K]
-    speechbrain-ext list     --db DB
-    speechbrain-ext remove   --db DB SPEAKER
-    speechbrain-ext log      --db DB [--speaker S] [--since ISO-TIME]
+    speechbrain-ext enroll    --model MODEL --db DB SPEAKER AUDIO [AUDIO ...] [--append]
+    speechbrain-ext challenge --model MODEL --db DB SPEAKER [--digits N] [--ttl SECONDS]
+    speechbrain-ext verify    --model MODEL --db DB SPEAKER AUDIO [--challenge NONCE] [--threshold T]
+    speechbrain-ext identify  --model MODEL --db DB AUDIO [--top-k K]
+    speechbrain-ext list      --db DB
+    speechbrain-ext remove    --db DB SPEAKER
+    speechbrain-ext log       --db DB [--speaker S] [--since ISO-TIME]
 
 Add ``--json`` for machine-readable output. Exit status: ``verify`` 0 accept,
 1 reject, 2 error; ``identify`` 0 when the best match is accepted, 1 when
 none is; other commands 0 on success; every error is one line on stderr and
 status 2. ``list``, ``remove`` and ``log`` do not load the model (fast start).
 
-Every enroll, verify, identify and remove, failed ones included, appends an
-event to the database's audit trail (``log`` lists it). A claim whose audio
-file was handed in before (as a claim, or enrolled for the claimed speaker) is
-rejected as a ``replay``; with ``--max-failures N --window MINUTES``, a speaker
-with N rejected claims within the window is ``locked`` (both exit 1).
+Every enroll, challenge, verify, identify and remove, failed ones included,
+appends an event to the database's audit trail (``log`` lists it). A claim
+is rejected (exit 1, with its reason) as a ``replay`` if its audio file was
+handed in before (as a claim, or enrolled for the claimed speaker); with
+``--max-failures N --window MINUTES``, as ``locked`` if the speaker has N
+rejected claims within the window. ``challenge`` (a model with a digit
+recogniser) prints a one-time prompt: say its digits, then ``verify ...
+--challenge NONCE`` passes only if the nonce is the speaker's, unused and not
+expired, and the digits heard are the prompt (else ``unknown_challenge``,
+``used_challenge``, ``expired`` or ``wrong_digits``); ``--require-challenge``
+refuses claims without one.
 """
 import argparse
 import dataclasses
@@ -26,13 +33,13 @@ import json
 import logging
 import sys
 import warnings
+from datetime import datetime, timezone
 from typing import List, Optional, Sequence
 
 EXIT_ACCEPT, EXIT_REJECT, EXIT_ERROR = 0, 1, 2
 PROG = "speechbrain-ext"
-AUDITED = ("enroll", "verify", "identify", "remove")
-REASONS = {"replay": "this recording was handed in before",
-           "locked": "too many rejected claims for this speaker, try again later"}
+AUDITED = ("enroll", "challenge", "verify", "identify", "remove")
+WITH_MODEL = ("enroll", "challenge", "verify", "identify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--json", action="store_true", help="print JSON instead of text")
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", required=True, help="exported model folder (recipes/export.py)")
-    model.add_argument("--threshold", type=float, default=None,
-                       help="decision threshold (default: the model's calibrated one); accept iff score >= it")
     model.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     claim = argparse.ArgumentParser(add_help=False)
+    claim.add_argument("--threshold", type=float, default=None,
+                       help="decision threshold (default: the model's calibrated one); accept iff score >= it")
     claim.add_argument("--allow-replay", action="store_true",
                        help="for testing only: score a recording handed in before instead of rejecting it")
     claim.add_argument("--max-failures", type=int, metavar="N",
@@ -60,9 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("speaker", help="speaker id")
     p.add_argument("audio", nargs="+", help="utterance files (an argument may join several with ';')")
     p.add_argument("--append", action="store_true", help="add to the speaker's utterances instead of replacing them")
+    p = sub.add_parser("challenge", parents=[db, model], help="issue a one-time prompt (digits to say) to a speaker")
+    p.add_argument("speaker", help="enrolled speaker id")
+    p.add_argument("--digits", type=int, default=6, metavar="N", help="prompt length, digits (default: 6)")
+    p.add_argument("--ttl", type=float, default=60.0, metavar="SECONDS",
+                   help="time to answer it, seconds (default: 60)")
     p = sub.add_parser("verify", parents=[db, model, claim], help="check a claim: exit 0 accept, 1 reject, 2 error")
     p.add_argument("speaker", help="claimed speaker id")
     p.add_argument("audio", help="test utterance file")
+    p.add_argument("--challenge", metavar="NONCE", help="the nonce of the prompt said in AUDIO (from challenge)")
+    p.add_argument("--max-digit-errors", type=int, default=0, metavar="N",
+                   help="edits allowed between the digits heard and the prompt (default: 0)")
+    p.add_argument("--require-challenge", action="store_true", help="refuse a claim without --challenge")
     p = sub.add_parser("identify", parents=[db, model, claim], help="rank the enrolled speakers for an utterance")
     p.add_argument("audio", help="test utterance file")
     p.add_argument("--top-k", type=int, default=5, help="number of candidates shown (default: 5)")
@@ -94,7 +110,8 @@ def _planned_event(args: argparse.Namespace):
         return None
     files = _enrolment_files(args) if args.command == "enroll" else [getattr(args, "audio", None)]
     hashes = [audio_sha256(f) or "-" for f in files if f is not None]
-    return Event(args.command, getattr(args, "speaker", None), audio_sha256=" ".join(hashes) or None)
+    return Event(args.command, getattr(args, "speaker", None), audio_sha256=" ".join(hashes) or None,
+                 nonce=getattr(args, "challenge", None))
 
 
 def _enroll(args: argparse.Namespace, verifier, event) -> int:
@@ -106,50 +123,69 @@ def _enroll(args: argparse.Namespace, verifier, event) -> int:
     return 0
 
 
-def _claim(args: argparse.Namespace, verifier, event, policy) -> int:
-    """``verify``, or ``identify`` (its best match is the claim): log the claim, print it, and return 0 accept,
-    1 reject (by score, or as a replay or while locked)."""
-    from speechbrain_ext.access.audit import REFUSALS, record_claim
+def _challenge(args: argparse.Namespace, verifier) -> int:
+    """Issue a prompt (the Verifier logs it) and print it."""
+    from speechbrain_ext.access.store import utc_iso
+
+    issued = verifier.challenge(args.speaker, args.digits, args.ttl)
+    expires = utc_iso(datetime.fromtimestamp(issued.expires_at, timezone.utc))
+    _print(args, {**issued._asdict(), "expires_at": expires, "ttl_s": args.ttl},
+           f"{issued.speaker_id}: say {issued.digits} before {expires}, then verify with --challenge {issued.nonce}")
+    return 0
+
+
+def _claim(args: argparse.Namespace, verifier) -> int:
+    """``verify``, or ``identify`` (its best match is the claim; the Verifier settles and logs it): print it, and
+    return 0 accept, 1 reject (by score, or by a refusal: replay, locked, a prompt's)."""
+    from speechbrain_ext.access.audit import REFUSALS
 
     verify = args.command == "verify"
-    ranked = [verifier.verify(args.speaker, args.audio)] if verify else verifier.identify(args.audio, args.top_k)
+    ranked = [verifier.verify(args.speaker, args.audio, args.challenge)] if verify else \
+        verifier.identify(args.audio, args.top_k)
     best = ranked[0]
-    event.speaker_id, event.score, event.threshold = best.speaker_id, best.score, best.threshold
-    event.decision = "accept" if best.accepted else "reject"
-    final = record_claim(verifier.store, event, policy)
-    reason = final if final in REFUSALS else None  # overrules the score of the best match only
-    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold,
-                "accepted": d.accepted and (i > 0 or reason is None), "score_kind": verifier.score_kind,
-                "reason": None if i > 0 else reason} for i, d in enumerate(ranked)]
+    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold, "accepted": d.accepted,
+                "score_kind": verifier.score_kind, "reason": d.reason, "event_id": d.event_id, "prompt": d.prompt,
+                "recognised": d.recognised} for d in ranked]
+    refused = best.reason in REFUSALS  # a refusal overrules the score of the best match only
+    heard = "" if best.prompt is None else f"; prompt {best.prompt}, heard {best.recognised}"
     if verify:
-        lines = [] if reason else [f"{final} {best.speaker_id}: score {best.score:.4f} ({verifier.score_kind}), "
-                                   f"threshold {best.threshold:.4f}"]
+        lines = [] if refused else [f"{'accept' if best.accepted else 'reject'} {best.speaker_id}: score "
+                                    f"{best.score:.4f} ({verifier.score_kind}), threshold {best.threshold:.4f}{heard}"]
     else:
         lines = [f"{i + 1}. {d.speaker_id}  {d.score:.4f}  {'accept' if d.accepted else 'reject'}"
                  for i, d in enumerate(ranked)]
-    if reason is not None:  # replaces verify's line, follows identify's ranking
-        lines.append(f"reject {best.speaker_id}: {reason} ({REASONS[reason]})")
+    if refused:  # replaces verify's line, follows identify's ranking
+        lines.append(f"reject {best.speaker_id}: {best.reason} ({REFUSALS[best.reason]}){heard}")
     _print(args, payload[0] if verify else payload, "\n".join(lines))
-    return EXIT_ACCEPT if final == "accept" else EXIT_REJECT
+    return EXIT_ACCEPT if best.accepted else EXIT_REJECT
 
 
 def _with_model(args: argparse.Namespace, event) -> int:
-    """``enroll``, ``verify`` and ``identify``: check the claim options, load the model, then act."""
+    """``enroll``, ``challenge``, ``verify`` and ``identify``: check the claim options, load the model, then act."""
     from speechbrain_ext.access.audit import ClaimPolicy
-    from speechbrain_ext.access.verifier import Verifier
+    from speechbrain_ext.access.verifier import ClaimError, Verifier
 
-    policy = None if args.command == "enroll" else ClaimPolicy(not args.allow_replay, args.max_failures, args.window)
-    with Verifier(args.model, args.db, args.threshold, args.device, create=args.command == "enroll") as verifier:
-        return _enroll(args, verifier, event) if args.command == "enroll" else _claim(args, verifier, event, policy)
+    claims = args.command in ("verify", "identify")
+    policy = ClaimPolicy(not args.allow_replay, args.max_failures, args.window,
+                         getattr(args, "require_challenge", False), getattr(args, "max_digit_errors", 0)) \
+        if claims else ClaimPolicy()
+    with Verifier(args.model, args.db, getattr(args, "threshold", None), args.device,
+                  create=args.command == "enroll", policy=policy) as verifier:
+        if args.command == "enroll":
+            return _enroll(args, verifier, event)
+        try:
+            return _challenge(args, verifier) if args.command == "challenge" else _claim(args, verifier)
+        except ClaimError as err:  # the Verifier logged it
+            return _fail(str(err))
 
 
 def _event_line(event) -> str:
     """One audit event as a tab-separated line: time, command, speaker, decision, score, threshold,
-    audio and model hashes (first 12 digits), error; ``-`` where empty."""
+    audio and model hashes (first 12 digits), error, prompt, recognised digits; ``-`` where empty."""
     score, threshold = ("-" if x is None else f"{x:.4f}" for x in (event.score, event.threshold))
     audio = " ".join(h[:12] for h in (event.audio_sha256 or "-").split())
     return "\t".join([event.time, event.command, event.speaker_id or "-", event.decision, score, threshold, audio,
-                      event.model_hash[:12], event.error or "-"])
+                      event.model_hash[:12], event.error or "-", event.prompt or "-", event.recognised or "-"])
 
 
 def _store_only(args: argparse.Namespace, event) -> int:
@@ -202,7 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore")  # library deprecation notices would break the one-line contract
     event = _planned_event(args)
     try:
-        run = _with_model if args.command in ("enroll", "verify", "identify") else _store_only
+        run = _with_model if args.command in WITH_MODEL else _store_only
         return run(args, event)
     except (ValueError, OSError) as err:  # AudioError, VoiceprintError, ModelError, missing files
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -210,6 +246,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     if event is not None:
         _log_failure(args.db, event, message)
+    return _fail(message)
+
+
+def _fail(message: str) -> int:
+    """Print the one error line; returns :data:`EXIT_ERROR`."""
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_ERROR
 

@@ -1,7 +1,16 @@
-"""Access-control front end: enrol speakers, verify claims, identify voices.
+"""Access-control front end: enrol speakers, issue prompts, verify claims, identify voices.
 
 A :class:`Verifier` joins an exported model folder (loaded offline through SpeechBrain's ``SpeakerRecognition``,
-see :func:`speechbrain_ext.inference.load_verifier`) and a :class:`~speechbrain_ext.access.store.VoiceprintStore`.
+see :func:`speechbrain_ext.inference.load_verifier`), a :class:`~speechbrain_ext.access.store.VoiceprintStore` and
+a :class:`~speechbrain_ext.access.audit.ClaimPolicy`. Its claims (:meth:`Verifier.verify`,
+:meth:`Verifier.identify`) are the one claim path of the door: scored, settled by
+:func:`~speechbrain_ext.access.audit.record_claim` and logged, so that every front end (CLI, HTTP service) makes
+the same decisions and audit rows.
+
+Prompted claims: :meth:`Verifier.challenge` stores a one-time prompt (random digits from ``secrets``, a nonce, an
+expiry) and the claim hands the nonce back with a recording of the prompt; the model folder's digit recogniser
+(``<model>/digits/``, :mod:`speechbrain_ext.digits`) transcribes it, and the claim passes only if the digits match
+as well as the voice (see :mod:`speechbrain_ext.access.audit` for the order of the checks).
 
 Scoring, for a voiceprint ``v`` [D] (mean of normalised enrolment embeddings) and a test embedding ``t`` [D]::
 
@@ -18,32 +27,78 @@ Audio (:func:`load_audio`), enrolment and test alike, must be readable, at 16 kH
 error naming the rate found) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
 files are down-mixed to mono by averaging the channels (door units often record the same signal twice).
 """
+import contextlib
+import hashlib
 import math
 import os
+import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from speechbrain_ext.access.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.store import Challenge, Event, VoiceprintError, VoiceprintStore, audio_sha256, model_hash
 from speechbrain_ext.audio import AudioError
+from speechbrain_ext.builder import ModelError
 from speechbrain_ext.inference import load_verifier
 from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
-from speechbrain_ext.access.store import Event, VoiceprintStore, model_hash
 
 Audio = Union[PathLike, torch.Tensor, np.ndarray]
+BELOW_THRESHOLD = "below_threshold"  # the reason of a claim rejected by its score
+MAX_PROMPT_DIGITS = 32
+NONCE_BYTES = 16  # secrets.token_urlsafe(16): 128 random bits, 22 characters
 
 
 class Decision(NamedTuple):
-    """Outcome of one claim: ``accepted = score >= threshold``."""
+    """Outcome of one claim.
+
+    ``accepted`` is ``score >= threshold`` for a bare score (:meth:`Verifier.score`); for a settled claim it is
+    False as well when a refusal applies. ``reason`` is None when accepted, else :data:`BELOW_THRESHOLD` or the
+    refusal (:data:`speechbrain_ext.access.audit.REFUSALS`); ``event_id`` is the claim's audit row (None for a bare
+    score and for the runners-up of ``identify``); ``prompt`` and ``recognised`` are the digits of a prompted claim.
+    """
 
     score: float
     accepted: bool
     threshold: float
     speaker_id: str
+    reason: Optional[str] = None
+    event_id: Optional[int] = None
+    prompt: Optional[str] = None
+    recognised: Optional[str] = None
+
+
+class ClaimError(ValueError):
+    """A claim or challenge that could not be decided (unusable audio, unknown speaker, no recogniser, ...).
+
+    The message is one line; the failure is logged as an ``error`` event, ``event_id`` (None if the database could
+    not take it); the original exception (e.g. :class:`AudioError`, :class:`VoiceprintError`) is ``__cause__``.
+    """
+
+    def __init__(self, message: str, event_id: Optional[int]) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+
+
+class DigitRecognizer(Protocol):
+    """What a digit recogniser offers (:mod:`speechbrain_ext.digits`; tests inject their own)."""
+
+    def transcribe(self, wav: torch.Tensor) -> str:
+        """The digits spoken in ``wav`` ([T], 16 kHz), as a string of ``0``-``9``."""
+
+
+def audio_hash(audio: "Audio") -> Optional[str]:
+    """SHA-256 (hex) of an audio file's bytes, or of float32 samples; None for a file that cannot be read."""
+    if isinstance(audio, (torch.Tensor, np.ndarray)):
+        samples = torch.as_tensor(audio, dtype=torch.float32).cpu().contiguous().numpy()
+        return hashlib.sha256(samples.tobytes()).hexdigest()
+    return audio_sha256(audio)
 
 
 @dataclass(frozen=True)
@@ -109,22 +164,29 @@ def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
 
 
 class Verifier:
-    """Enrol, verify and identify speakers with an exported model and a voiceprint database.
+    """Enrol, prompt, verify and identify speakers with an exported model and a voiceprint database.
 
     ``model_folder`` is written by ``speechbrain_ext.export.export_model``; ``db_path`` must be made with this
     model, or is created by the first enrolment when ``create`` is True. ``threshold`` overrides the model's (see
     the module docstring); ``score_kind`` (``"cosine"`` or ``"asnorm"``) is the score ``threshold.json`` is for.
+    ``policy`` holds the claim checks besides the score; ``recognizer`` (an object with ``transcribe(wav) -> str``)
+    replaces the model folder's digit recogniser, which is otherwise loaded on first use; ``clock`` (Unix time,
+    seconds) decides when prompts expire.
 
     Example (see ``tests/test_verifier.py``)::
 
         v = Verifier("model", "voiceprints.db")
         v.enroll("alice", ["a1.wav", "a2.wav", "a3.wav"])
-        v.verify("alice", "claim.wav")      # Decision(score=0.71, accepted=True, ...)
-        v.identify("someone.wav", top_k=3)  # [Decision(...), ...], best first
+        v.verify("alice", "claim.wav")          # Decision(score=0.71, accepted=True, ..., reason=None, event_id=7)
+        c = v.challenge("alice")                # Challenge(nonce='...', speaker_id='alice', digits='407213', ...)
+        v.verify("alice", "said_it.wav", c.nonce)  # accepted only if '407213' was heard, in time, once
+        v.identify("someone.wav", top_k=3)      # [Decision(...), ...], best first
     """
 
     def __init__(self, model_folder: PathLike, db_path: PathLike, threshold: Optional[float] = None,
-                 device: str = "cpu", quality: QualityCheck = QualityCheck(), create: bool = True) -> None:
+                 device: str = "cpu", quality: QualityCheck = QualityCheck(), create: bool = True,
+                 policy: ClaimPolicy = ClaimPolicy(), recognizer: Optional[DigitRecognizer] = None,
+                 clock: Callable[[], float] = time.time) -> None:
         with tempfile.TemporaryDirectory(prefix="sbext_verifier_") as savedir:
             self.model = load_verifier(model_folder, savedir)  # links in savedir are not needed once loaded
         self.model.mods.to(device)
@@ -136,13 +198,34 @@ class Verifier:
         self.scoring = self.model.scoring
         self.threshold = float(self.model.threshold if threshold is None else threshold)
         self.score_kind = self.scoring.kind
+        self.model_folder, self.policy, self.clock = folder, policy, clock
+        self._recognizer = recognizer
 
     def embed(self, audio: Audio, name: str = "audio") -> np.ndarray:
         """Embedding of one checked utterance (see :func:`load_audio`), float32 ``[D]``."""
-        wav = load_audio(audio, name, self.quality)
+        return self._embed(load_audio(audio, name, self.quality))
+
+    def _embed(self, wav: torch.Tensor) -> np.ndarray:
+        """Embedding of a checked waveform ``[T]``, float32 ``[D]``."""
         with torch.inference_mode():
             emb = self.model.encode_batch(wav.unsqueeze(0))  # [1, 1, D]
         return emb.reshape(-1).float().cpu().numpy()
+
+    def _check_recognizer(self) -> None:
+        """Raise :class:`ModelError` unless a recogniser was given or the model folder has ``digits/``."""
+        if self._recognizer is None and not (self.model_folder / "digits").is_dir():
+            raise ModelError(f"{self.model_folder}: the model has no digit recogniser (digits/), so it cannot "
+                             f"prompt; export it with recipes/export.py --digits_model")
+
+    @property
+    def recognizer(self) -> DigitRecognizer:
+        """The digit recogniser: the one given, else the model folder's, loaded on first use."""
+        if self._recognizer is None:
+            self._check_recognizer()
+            from speechbrain_ext.digits import load_recognizer  # the recogniser's home; only prompted doors need it
+
+            self._recognizer = load_recognizer(self.model_folder)
+        return self._recognizer
 
     def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True,
                event: Optional[Event] = None) -> int:
@@ -164,25 +247,98 @@ class Verifier:
         return self.scoring(trials, (speakers, voiceprints), (["test"], test[None]))
 
     def _decision(self, score: float, speaker_id: str) -> Decision:
+        """The decision by score alone: accept iff ``score >= threshold``."""
         return Decision(float(score), float(score) >= self.threshold, self.threshold, speaker_id)
 
-    def verify(self, speaker_id: str, audio: Audio) -> Decision:
-        """Score a claim that ``audio`` is ``speaker_id`` against the threshold (unknown id: VoiceprintError)."""
+    def score(self, speaker_id: str, audio: Audio) -> Decision:
+        """The score of ``audio`` against ``speaker_id``'s voiceprint and the decision by score alone: no claim
+        checks, nothing logged (unknown id: :class:`VoiceprintError`)."""
+        return self._score(speaker_id, load_audio(audio, "audio", self.quality))
+
+    def _score(self, speaker_id: str, wav: torch.Tensor) -> Decision:
         voiceprint = self.store.voiceprint(speaker_id)
-        return self._decision(self._scores([speaker_id], voiceprint[None], self.embed(audio))[0], speaker_id)
+        return self._decision(self._scores([speaker_id], voiceprint[None], self._embed(wav))[0], speaker_id)
+
+    @contextlib.contextmanager
+    def _logged_failure(self, event: Event) -> Iterator[None]:
+        """Turn a failure of the body into a :class:`ClaimError`, after logging ``event`` as an ``error``."""
+        try:
+            yield
+        except (ValueError, OSError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            event.decision, event.error = "error", message
+            event_id = None  # a database that does not exist yet is not created by a failure
+            with contextlib.suppress(VoiceprintError, OSError):  # e.g. read-only: the message says why
+                event_id = None if self.store.connection is None else self.store.log_event(event)
+            raise ClaimError(message, event_id) from err
+
+    def challenge(self, speaker_id: str, digits: int = 6, ttl: float = 60.0) -> Challenge:
+        """Issue and store a one-time prompt for an enrolled speaker: ``digits`` random digits (``secrets``) to be
+        said within ``ttl`` seconds, named by a random nonce; logged as a ``challenge`` event (``issued``).
+
+        Needs a digit recogniser (else :class:`ClaimError`, as for an unknown speaker or a bad ``digits``/``ttl``).
+        """
+        event = Event("challenge", speaker_id)
+        with self._logged_failure(event):
+            if not 1 <= digits <= MAX_PROMPT_DIGITS:
+                raise ValueError(f"--digits must be 1 to {MAX_PROMPT_DIGITS}, got {digits}")
+            if not (math.isfinite(ttl) and ttl > 0):
+                raise ValueError(f"--ttl must be > 0 seconds, got {ttl:g}")
+            self._check_recognizer()  # a prompt that no claim could pass is refused now (not loaded: fast start)
+            now = self.clock()
+            issued = Challenge(secrets.token_urlsafe(NONCE_BYTES), speaker_id,
+                               "".join(secrets.choice("0123456789") for _ in range(digits)), now + ttl)
+            event.decision, event.prompt, event.nonce = "issued", issued.digits, issued.nonce
+            self.store.add_challenge(issued, now, event)
+        return issued
+
+    def verify(self, speaker_id: str, audio: Audio, nonce: Optional[str] = None) -> Decision:
+        """The claim that ``audio`` is ``speaker_id`` (saying the prompt named ``nonce``, if given): scored, its
+        digits recognised, settled by the policy and logged in one transaction (see the module docstring).
+
+        A claim that cannot be decided (unusable audio, unknown speaker, no nonce while the policy requires one,
+        a nonce without a recogniser) raises :class:`ClaimError` and is logged as an ``error``; a bad, spent or
+        expired nonce is a decision (``accepted`` False, its ``reason``), not an error.
+        """
+        event = Event("verify", speaker_id, audio_sha256=audio_hash(audio), nonce=nonce)
+        with self._logged_failure(event):
+            if nonce is None and self.policy.require_challenge:
+                raise ValueError("this door takes prompted claims only (--require-challenge): hand in a nonce "
+                                 "from `speechbrain-ext challenge`")
+            wav = load_audio(audio, "audio", self.quality)
+            by_score = self._score(speaker_id, wav)
+            event.recognised = None if nonce is None else self.recognizer.transcribe(wav)
+            return self._settle(event, [by_score])[0]
 
     def identify(self, audio: Audio, top_k: int = 5) -> List[Decision]:
-        """The ``top_k`` best-scoring enrolled speakers for ``audio``, best first.
+        """The ``top_k`` best-scoring enrolled speakers for ``audio``, best first; the best match is the claim,
+        settled and logged as :meth:`verify` settles one (identify cannot be prompted).
 
         All voiceprints are scored at once (one ``[S, D] x [D]`` product, plus the cohort products with AS-norm);
-        ``accepted`` tells which clear the threshold.
+        ``accepted`` tells which clear the threshold (and, for the best, pass the claim checks).
         """
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        speakers, voiceprints = self.store.voiceprints()
-        scores = self._scores(speakers, voiceprints, self.embed(audio))
-        best = np.argsort(-scores, kind="stable")[:top_k]
-        return [self._decision(scores[i], speakers[i]) for i in best]
+        event = Event("identify", audio_sha256=audio_hash(audio))
+        with self._logged_failure(event):
+            if top_k < 1:
+                raise ValueError(f"top_k must be >= 1, got {top_k}")
+            if self.policy.require_challenge:
+                raise ValueError("this door takes prompted claims only (--require-challenge): identify cannot "
+                                 "be prompted")
+            speakers, voiceprints = self.store.voiceprints()
+            scores = self._scores(speakers, voiceprints, self.embed(audio))
+            best = np.argsort(-scores, kind="stable")[:top_k]
+            return self._settle(event, [self._decision(scores[i], speakers[i]) for i in best])
+
+    def _settle(self, event: Event, ranked: List[Decision]) -> List[Decision]:
+        """Settle the claim of ``ranked[0]`` (:func:`record_claim`) and give each decision its reason."""
+        best = ranked[0]
+        event.speaker_id, event.score, event.threshold = best.speaker_id, best.score, best.threshold
+        event.decision = "accept" if best.accepted else "reject"
+        final = record_claim(self.store, event, self.policy, self.clock())
+        settled = best._replace(accepted=final == "accept", event_id=event.id, prompt=event.prompt,
+                                recognised=event.recognised,
+                                reason={"accept": None, "reject": BELOW_THRESHOLD}.get(final, final))
+        return [settled] + [d._replace(reason=None if d.accepted else BELOW_THRESHOLD) for d in ranked[1:]]
 
     def close(self) -> None:
         """Close the database connection."""
