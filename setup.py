@@ -32,5 +32,5 @@ setup(
         "onnx": ["onnx", "onnxruntime"],
         "hub": ["huggingface_hub"],
     },
-    entry_points={"console_scripts": ["speechbrain-ext=speechbrain_ext.__main__:main"]},
+    entry_points={"console_scripts": ["speechbrain-ext=speechbrain_ext.access.cli:main"]},
 )
