@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.common import (
-    CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
+    CORPUS_FILE, CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
     existing_corpus, run_corpus_cli, sox_float, write_corpus_meta, write_pcm16,
 )
 from speechbrain_ext.io_utils import atomic_write
