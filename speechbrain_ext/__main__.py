@@ -8,6 +8,7 @@ Enrol speakers into a voiceprint database and check claims against it:
     speechbrain-ext list     --db DB
     speechbrain-ext remove   --db DB SPEAKER
     speechbrain-ext log      --db DB [--speaker S] [--since ISO-TIME]
+    speechbrain-ext serve    --model MODEL --db DB [--host 127.0.0.1] [--port 8080] [--workers N]
 
 Add ``--json`` for machine-readable output. Exit status: ``verify`` 0 accept,
 1 reject, 2 error; ``identify`` 0 when the best match is accepted, 1 when
@@ -36,7 +37,7 @@ REASONS = {"replay": "this recording was handed in before",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its six subcommands."""
+    """The argument parser with its seven subcommands."""
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", required=True, help="voiceprint database file (SQLite)")
     db.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -72,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("log", parents=[db], help="list the audit trail (oldest first)")
     p.add_argument("--speaker", help="only events of this speaker id")
     p.add_argument("--since", metavar="ISO-TIME", help="only events from this time on (e.g. 2024-05-01T08:00Z)")
+    p = sub.add_parser("serve", parents=[model, claim], help="run the HTTP service (speechbrain_ext.service)")
+    p.add_argument("--db", required=True, help="voiceprint database file (SQLite); tokens are written next to it")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0: any free port)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each with the model loaded (default: 1)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest audio file, MB (default: 10)")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="longest audio file, seconds (default: 30)")
+    p.add_argument("--kiosk-token-in-page", action="store_true",
+                   help="put the door token into the kiosk page at / (only for a kiosk nobody else can reach)")
     return parser
 
 
@@ -202,6 +212,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore")  # library deprecation notices would break the one-line contract
     event = _planned_event(args)
     try:
+        if args.command == "serve":
+            from speechbrain_ext.service import serve
+
+            return serve(args)
         run = _with_model if args.command in ("enroll", "verify", "identify") else _store_only
         return run(args, event)
     except (ValueError, OSError) as err:  # AudioError, VoiceprintError, ModelError, missing files

@@ -15,7 +15,8 @@ is accepted iff ``score >= threshold`` (the convention of ``speechbrain_ext.metr
 given, else ``threshold.json``'s, else SpeechBrain's 0.25 with a warning.
 
 Audio (:func:`load_audio`), enrolment and test alike, must be readable, at 16 kHz (no resampling: a wrong rate is an
-error naming the rate found) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
+error naming the rate found; the HTTP service, which takes what browsers record, resamples higher rates with
+``resample=True``) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
 files are down-mixed to mono by averaging the channels (door units often record the same signal twice).
 """
 import math
@@ -23,18 +24,19 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import BinaryIO, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.inference import load_verifier
 from speechbrain_ext.manifest import SAMPLE_RATE, PathLike
 from speechbrain_ext.voiceprints import Event, VoiceprintStore, model_hash
 
-Audio = Union[PathLike, torch.Tensor, np.ndarray]
+Audio = Union[PathLike, BinaryIO, torch.Tensor, np.ndarray]  # BinaryIO: an open file, e.g. an upload
 
 
 class Decision(NamedTuple):
@@ -80,10 +82,13 @@ class QualityCheck:
         return None
 
 
-def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
-    """A checked mono 16 kHz waveform ``[T]`` from a file (any format soundfile reads) or samples ``[T]``/``[1, T]``.
+def load_audio(audio: Audio, name: str, quality: QualityCheck, resample: bool = False) -> torch.Tensor:
+    """A checked mono 16 kHz waveform ``[T]`` from a file (a path or an open binary file, any format soundfile reads)
+    or samples ``[T]``/``[1, T]``.
 
-    Raises :class:`AudioError`, one line naming the file (or, for samples, ``name``) and what is wrong with it.
+    A file at another rate is an error, unless ``resample`` is set and the rate is higher: it is then resampled to
+    16 kHz (``torchaudio.functional.resample``, windowed sinc). Raises :class:`AudioError`, one line naming the file
+    (or, for samples and open files, ``name``) and what is wrong with it.
     """
     if isinstance(audio, (torch.Tensor, np.ndarray)):
         wav = torch.as_tensor(audio, dtype=torch.float32).cpu()
@@ -92,16 +97,20 @@ def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
         if wav.dim() != 1:
             raise AudioError(f"{name}: expected samples of shape [T] or [1, T], got {tuple(wav.shape)}")
     else:
-        name = str(audio)
-        if not os.path.isfile(audio):
-            raise AudioError(f"{name}: no such file")
+        if isinstance(audio, (str, os.PathLike)):
+            name = str(audio)
+            if not os.path.isfile(audio):
+                raise AudioError(f"{name}: no such file")
         try:
             data, rate = sf.read(audio, dtype="float32", always_2d=True)  # [T, channels]
         except (sf.LibsndfileError, RuntimeError, OSError) as err:
             raise AudioError(f"{name}: cannot read audio ({err})") from None
-        if rate != SAMPLE_RATE:
-            raise AudioError(f"{name}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz (resample it first)")
+        if rate < SAMPLE_RATE or (rate != SAMPLE_RATE and not resample):
+            expected = f"{SAMPLE_RATE} Hz or more" if resample else f"{SAMPLE_RATE} Hz (resample it first)"
+            raise AudioError(f"{name}: sample rate {rate} Hz, expected {expected}")
         wav = torch.from_numpy(data.mean(axis=1))
+        if rate != SAMPLE_RATE:
+            wav = torchaudio.functional.resample(wav, rate, SAMPLE_RATE)
     problem = quality.problem(wav)
     if problem is not None:
         raise AudioError(f"{name}: {problem}")
@@ -145,16 +154,17 @@ class Verifier:
         return emb.reshape(-1).float().cpu().numpy()
 
     def enroll(self, speaker_id: str, audios: Sequence[Audio], replace: bool = True,
-               event: Optional[Event] = None) -> int:
+               event: Optional[Event] = None, names: Optional[Sequence[str]] = None) -> int:
         """Enrol (or re-enrol, ``replace``) a speaker from utterances; returns how many the voiceprint averages.
 
         Every utterance is checked and embedded before the database is touched (the first unusable one raises
-        :class:`AudioError`, by path or ``audio #i``); the embeddings, new voiceprint and ``event`` are then
-        written in one transaction.
+        :class:`AudioError`, by ``names[i]``, else by path or ``audio #i``); the embeddings, new voiceprint and
+        ``event`` are then written in one transaction, with the names as the embeddings' sources.
         """
         if isinstance(audios, (str, os.PathLike, torch.Tensor, np.ndarray)) or len(audios) == 0:
             raise ValueError("enroll needs a list of one or more utterances")
-        names = [str(a) if isinstance(a, (str, os.PathLike)) else f"audio #{i}" for i, a in enumerate(audios)]
+        if names is None:
+            names = [str(a) if isinstance(a, (str, os.PathLike)) else f"audio #{i}" for i, a in enumerate(audios)]
         embeddings = np.stack([self.embed(a, n) for a, n in zip(audios, names)])  # [N, D]
         return self.store.save(speaker_id, embeddings, names, replace, event)
 

@@ -77,6 +77,10 @@ class VoiceprintError(ValueError):
     """A problem with the voiceprint database or a request to it; the message is one line."""
 
 
+class UnknownSpeaker(VoiceprintError):
+    """A request for a speaker id that is not enrolled (or for any speaker while none is)."""
+
+
 class SpeakerInfo(NamedTuple):
     """One enrolled speaker, as listed by :meth:`VoiceprintStore.speakers`."""
 
@@ -103,6 +107,7 @@ class Event:
     audio_sha256: Optional[str] = None  # hex; for enroll, one per file, space-separated, "-" for an unreadable file
     time: str = ""
     model_hash: str = ""
+    id: Optional[int] = None  # the row id, set by log_event (a new event's is given by SQLite)
 
 
 _EVENT_COLUMNS = ", ".join(field.name for field in dataclasses.fields(Event))
@@ -414,21 +419,21 @@ class VoiceprintStore:
                 self.log_event(event)
 
     def log_event(self, event: Event) -> None:
-        """Append ``event`` to the audit trail, filling in its time and model hash (in its own transaction if none
-        is open)."""
+        """Append ``event`` to the audit trail, filling in its time, model hash and row id (in its own transaction if
+        none is open)."""
         with self.transaction() as db:
-            event.time, event.model_hash = _now(), self.meta["model_hash"]
-            db.execute(_INSERT_EVENT, dataclasses.astuple(event))
+            event.time, event.model_hash, event.id = _now(), self.meta["model_hash"], None
+            event.id = db.execute(_INSERT_EVENT, dataclasses.astuple(event)).lastrowid
 
     # ------------------------------------------------------------ reading
     def _rows(self, sql: str, params: Sequence[object] = ()) -> List[tuple]:
         """All rows of a query; none while the database does not exist yet."""
         return [] if self.connection is None else self.connection.execute(sql, params).fetchall()
 
-    def _unknown(self, speaker_id: Optional[str]) -> VoiceprintError:
+    def _unknown(self, speaker_id: Optional[str]) -> UnknownSpeaker:
         if self.count() == 0:
-            return VoiceprintError(f"{self.path}: no speakers are enrolled")
-        return VoiceprintError(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
+            return UnknownSpeaker(f"{self.path}: no speakers are enrolled")
+        return UnknownSpeaker(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
 
     def _matrix(self, sql: str, speaker_id: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
         """Keys and float32 blobs of a ``SELECT key, blob`` query (of ``speaker_id``), the blobs as rows ``[N, D]``."""
