@@ -1,4 +1,4 @@
-"""scripts/system_deps.sh: what `make demo`/`make test` do about espeak-ng and sox."""
+"""scripts/system_deps.sh: what `make demo`/`make test` do about espeak-ng, sox and chromium."""
 import os
 import subprocess
 from pathlib import Path
@@ -21,12 +21,12 @@ def test_without_tools_and_without_root_says_exactly_what_to_install(tmp_path):
     fake_tool(tmp_path, "id", "1000")  # not root
     result = run_with_path(tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == ("error: missing espeak-ng sox; install them with: "
-                                     "sudo apt-get install espeak-ng sox")
+    assert result.stderr.strip() == ("error: missing espeak-ng sox chromium; install them with: "
+                                     "sudo apt-get install espeak-ng sox chromium")
 
 
 def test_with_tools_present_does_nothing(tmp_path):
-    for name in ("espeak-ng", "sox"):
+    for name in ("espeak-ng", "sox", "chromium"):
         fake_tool(tmp_path, name)
     fake_tool(tmp_path, "id", "1000")
     result = run_with_path(tmp_path)
@@ -36,9 +36,22 @@ def test_with_tools_present_does_nothing(tmp_path):
 def test_as_root_installs_the_missing_ones_with_apt_get(tmp_path):
     fake_tool(tmp_path, "id", "0")
     fake_tool(tmp_path, "espeak-ng")
+    fake_tool(tmp_path, "chromium")
     log = tmp_path / "apt.log"
     (tmp_path / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
     (tmp_path / "apt-get").chmod(0o755)
     result = run_with_path(tmp_path)
     assert result.returncode == 0, result.stderr
     assert log.read_text().splitlines()[-1].endswith("install -y -qq sox")
+
+
+def test_as_root_installs_chromium_for_the_kiosk_test(tmp_path):
+    fake_tool(tmp_path, "id", "0")
+    fake_tool(tmp_path, "espeak-ng")
+    fake_tool(tmp_path, "sox")
+    log = tmp_path / "apt.log"
+    (tmp_path / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
+    (tmp_path / "apt-get").chmod(0o755)
+    result = run_with_path(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines()[-1].endswith("install -y -qq chromium")
