@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes, each with the model loaded (default: 1)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest audio file, MB (default: 10)")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longest audio file, seconds (default: 30)")
+    p.add_argument("--ssl-keyfile", help="TLS private key (PEM): serve https (uvicorn's option)")
+    p.add_argument("--ssl-certfile", help="TLS certificate chain (PEM), with --ssl-keyfile")
     p.add_argument("--kiosk-token-in-page", action="store_true",
                    help="put the door token into the kiosk page at / (only for a kiosk nobody else can reach)")
     return parser

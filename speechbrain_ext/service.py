@@ -494,15 +494,19 @@ def serve(args) -> int:
                            not args.allow_replay, args.max_failures, args.window, int(args.max_upload_mb * 2 ** 20),
                            args.max_seconds, args.kiosk_token_in_page, threads)
     config.policy  # noqa: B018 -- checks --max-failures/--window before anything starts
+    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
+        raise ValueError("TLS needs both --ssl-keyfile and --ssl-certfile")
     sock = listen(args.host, args.port)
     door = Door(config)  # loads the model and opens the database: their errors stop us here
     ensure_tokens(config.db)
     _log_to_stderr()
     host, port = sock.getsockname()[:2]
+    scheme = "http" if args.ssl_certfile is None else "https"
     logger.info(f"serving {config.model} (threshold {door.verifier.threshold:.4f}, {door.verifier.score_kind}) on "
-                f"http://{host}:{port} with {args.workers} worker(s); tokens in {token_path(config.db, 'door')} "
+                f"{scheme}://{host}:{port} with {args.workers} worker(s); tokens in {token_path(config.db, 'door')} "
                 f"and {token_path(config.db, 'admin')}")
-    common = dict(log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    common = dict(log_config=None, access_log=False, timeout_graceful_shutdown=5, ssl_keyfile=args.ssl_keyfile,
+                  ssl_certfile=args.ssl_certfile)
     if args.workers == 1:
         server = uvicorn.Server(uvicorn.Config(create_app(config, door), **common))
         try:
@@ -536,7 +540,7 @@ def start_subprocess(argv: List[str], log_path: Path, timeout: float = 180.0, en
             raise RuntimeError(f"serve exited with status {process.returncode}: {lines[-1]}")
         if url is None:
             found = [l.split(" on ", 1)[1].split()[0] for l in Path(log_path).read_text().splitlines()
-                     if " serving " in l and " on http://" in l]
+                     if " serving " in l and " on http://" in l]  # plain http only (tests and benchmarks)
             url = found[0] if found else None
         if url is not None:
             with contextlib.suppress(OSError):
