@@ -356,6 +356,15 @@ def create_app(config: ServiceConfig, door: Optional[Door] = None):
                                 f"limit {config.max_bytes / 2 ** 20:g} MB")
         return data
 
+    async def claim(event: Event, audio: UploadFile, settle: Callable, option) -> JSONResponse:
+        """A verify or identify claim: read the upload, then ``settle(event, data, name, option)`` on the
+        Verifier's thread."""
+        async def work():
+            data = await read(audio)
+            event.audio_sha256 = sha256(data)
+            return await door.call(settle, event, data, audio.filename or "audio", option)
+        return await audited(event, work)
+
     @app.middleware("http")
     async def body_limit(request: Request, call_next):
         """413 before reading a body that its Content-Length says is too large."""
@@ -371,24 +380,12 @@ def create_app(config: ServiceConfig, door: Optional[Door] = None):
                      nonce: Optional[str] = Form(None, description="nonce of a /v1/challenge prompt")):
         """One claim: decision (accept, reject, replay, locked, ...), score, threshold, score_kind, reason,
         event_id."""
-        event = Event("verify", speaker)
-
-        async def work():
-            data = await read(audio)
-            event.audio_sha256 = sha256(data)
-            return await door.call(door.verify, event, data, audio.filename or "audio", nonce)
-        return await audited(event, work)
+        return await claim(Event("verify", speaker), audio, door.verify, nonce)
 
     @app.post("/v1/identify", dependencies=[role("door"), multipart], tags=["door"])
     async def identify(audio: UploadFile = File(...), top_k: int = Form(5, ge=1)):
         """Rank the enrolled speakers; the best match is the claim (as ``speechbrain-ext identify``)."""
-        event = Event("identify")
-
-        async def work():
-            data = await read(audio)
-            event.audio_sha256 = sha256(data)
-            return await door.call(door.identify, event, data, audio.filename or "audio", top_k)
-        return await audited(event, work)
+        return await claim(Event("identify"), audio, door.identify, top_k)
 
     @app.post("/v1/challenge", dependencies=[role("door"), form], tags=["door"])
     async def challenge(speaker: str = Form(...), digits: Optional[int] = Form(None, ge=1),

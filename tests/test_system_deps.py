@@ -33,25 +33,22 @@ def test_with_tools_present_does_nothing(tmp_path):
     assert result.returncode == 0 and result.stdout == result.stderr == ""
 
 
-def test_as_root_installs_the_missing_ones_with_apt_get(tmp_path):
-    fake_tool(tmp_path, "id", "0")
-    fake_tool(tmp_path, "espeak-ng")
-    fake_tool(tmp_path, "chromium")
-    log = tmp_path / "apt.log"
-    (tmp_path / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
-    (tmp_path / "apt-get").chmod(0o755)
-    result = run_with_path(tmp_path)
+def installed_as_root(bin_dir: Path, present) -> str:
+    """Run the script as root with ``present`` tools and a logging apt-get; the last apt-get command line."""
+    fake_tool(bin_dir, "id", "0")
+    for name in present:
+        fake_tool(bin_dir, name)
+    log = bin_dir / "apt.log"
+    (bin_dir / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
+    (bin_dir / "apt-get").chmod(0o755)
+    result = run_with_path(bin_dir)
     assert result.returncode == 0, result.stderr
-    assert log.read_text().splitlines()[-1].endswith("install -y -qq sox")
+    return log.read_text().splitlines()[-1]
+
+
+def test_as_root_installs_the_missing_ones_with_apt_get(tmp_path):
+    assert installed_as_root(tmp_path, ["espeak-ng", "chromium"]).endswith("install -y -qq sox")
 
 
 def test_as_root_installs_chromium_for_the_kiosk_test(tmp_path):
-    fake_tool(tmp_path, "id", "0")
-    fake_tool(tmp_path, "espeak-ng")
-    fake_tool(tmp_path, "sox")
-    log = tmp_path / "apt.log"
-    (tmp_path / "apt-get").write_text(f'#!/bin/bash\necho "$@" >> {log}\n')
-    (tmp_path / "apt-get").chmod(0o755)
-    result = run_with_path(tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert log.read_text().splitlines()[-1].endswith("install -y -qq chromium")
+    assert installed_as_root(tmp_path, ["espeak-ng", "sox"]).endswith("install -y -qq chromium")

@@ -2,6 +2,8 @@
 // Plain JavaScript for current browsers: no framework, no CDN, no build step.
 "use strict";
 
+const $ = (id) => document.getElementById(id);
+
 // Microphones start with a click or a gain ramp; this much audio at the start is dropped, seconds.
 const SETTLE_SECONDS = 0.3;
 
