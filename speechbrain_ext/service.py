@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 CONFIG_ENV = "SPEECHBRAIN_EXT_SERVICE"  # the ServiceConfig as JSON, for the worker processes of --workers N
 MAX_ENROL_FILES = 20  # files one enrolment request may carry
+WORKER_START_S = 300  # longest a worker of --workers N may take to load the model
 # route -> command name of its audit events; the refusals of these routes are logged too
 COMMANDS = {"/v1/verify": "verify", "/v1/identify": "identify", "/v1/challenge": "challenge",
             "/v1/enroll": "enroll", "/v1/speakers": "list", "/v1/log": "log"}
@@ -513,9 +514,10 @@ def serve(args) -> int:
     else:
         door.close()  # each worker loads its own
         os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+        # a worker loads the model before it answers uvicorn's health check (default 5 s): allow minutes
         uv_config = uvicorn.Config("speechbrain_ext.service:app_from_environment", factory=True,
-                                   workers=args.workers, **common)
-        Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+                                   workers=args.workers, timeout_worker_healthcheck=WORKER_START_S, **common)
+        Multiprocess(uv_config, sockets=[sock]).run()
     return 0
 
 
