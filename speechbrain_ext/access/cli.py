@@ -9,6 +9,7 @@ Enrol speakers into a voiceprint database and check claims against it:
     speechbrain-ext list      --db DB
     speechbrain-ext remove    --db DB SPEAKER
     speechbrain-ext log       --db DB [--speaker S] [--since ISO-TIME]
+    speechbrain-ext serve     --model MODEL --db DB [--host 127.0.0.1] [--port 8080] [--workers N]
 
 Add ``--json`` for machine-readable output. Exit status: ``verify`` 0 accept,
 1 reject, 2 error; ``identify`` 0 when the best match is accepted, 1 when
@@ -43,7 +44,7 @@ WITH_MODEL = ("enroll", "challenge", "verify", "identify")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its six subcommands."""
+    """The argument parser with its eight subcommands."""
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", required=True, help="voiceprint database file (SQLite)")
     db.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -88,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("log", parents=[db], help="list the audit trail (oldest first)")
     p.add_argument("--speaker", help="only events of this speaker id")
     p.add_argument("--since", metavar="ISO-TIME", help="only events from this time on (e.g. 2024-05-01T08:00Z)")
+    p = sub.add_parser("serve", parents=[model, claim], help="run the HTTP service (speechbrain_ext.access.service)")
+    p.add_argument("--db", required=True, help="voiceprint database file (SQLite); tokens are written next to it")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0: any free port)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, each with the model loaded (default: 1)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest audio file, MB (default: 10)")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="longest audio file, seconds (default: 30)")
+    p.add_argument("--max-digit-errors", type=int, default=0, metavar="N",
+                   help="edits allowed between the digits heard and the prompt (default: 0)")
+    p.add_argument("--require-challenge", action="store_true", help="refuse claims without a nonce")
+    p.add_argument("--ssl-keyfile", help="TLS private key (PEM): serve https (uvicorn's option)")
+    p.add_argument("--ssl-certfile", help="TLS certificate chain (PEM), with --ssl-keyfile")
+    p.add_argument("--kiosk-token-in-page", action="store_true",
+                   help="put the door token into the kiosk page at / (only for a kiosk nobody else can reach)")
     return parser
 
 
@@ -143,9 +158,7 @@ def _claim(args: argparse.Namespace, verifier) -> int:
     ranked = [verifier.verify(args.speaker, args.audio, args.challenge)] if verify else \
         verifier.identify(args.audio, args.top_k)
     best = ranked[0]
-    payload = [{"speaker_id": d.speaker_id, "score": d.score, "threshold": d.threshold, "llr": d.llr,
-                "accepted": d.accepted, "score_kind": verifier.score_kind, "reason": d.reason,
-                "event_id": d.event_id, "prompt": d.prompt, "recognised": d.recognised} for d in ranked]
+    payload = [d.as_json(verifier.score_kind) for d in ranked]
     refused = best.reason in REFUSALS  # a refusal overrules the score of the best match only
     heard = "" if best.prompt is None else f"; prompt {best.prompt}, heard {best.recognised}"
     if verify:
@@ -238,6 +251,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore")  # library deprecation notices would break the one-line contract
     event = _planned_event(args)
     try:
+        if args.command == "serve":
+            from speechbrain_ext.access.service import serve
+
+            return serve(args)
         run = _with_model if args.command in WITH_MODEL else _store_only
         return run(args, event)
     except (ValueError, OSError) as err:  # AudioError, VoiceprintError, ModelError, missing files

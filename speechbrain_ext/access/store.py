@@ -85,6 +85,10 @@ class VoiceprintError(ValueError):
     """A problem with the voiceprint database or a request to it; the message is one line."""
 
 
+class UnknownSpeaker(VoiceprintError):
+    """A request for a speaker id that is not enrolled (or for any speaker while none is)."""
+
+
 class SpeakerInfo(NamedTuple):
     """One enrolled speaker, as listed by :meth:`VoiceprintStore.speakers`."""
 
@@ -450,10 +454,10 @@ class VoiceprintStore:
         """All rows of a query; none while the database does not exist yet."""
         return [] if self.connection is None else self.connection.execute(sql, params).fetchall()
 
-    def _unknown(self, speaker_id: Optional[str]) -> VoiceprintError:
+    def _unknown(self, speaker_id: Optional[str]) -> UnknownSpeaker:
         if self.count() == 0:
-            return VoiceprintError(f"{self.path}: no speakers are enrolled")
-        return VoiceprintError(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
+            return UnknownSpeaker(f"{self.path}: no speakers are enrolled")
+        return UnknownSpeaker(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
 
     def _matrix(self, sql: str, speaker_id: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
         """Keys and float32 blobs of a ``SELECT key, blob`` query (of ``speaker_id``), the blobs as rows ``[N, D]``."""

@@ -25,8 +25,9 @@ mode ``llr >= log(c_fa (1 - P_t) / (c_miss P_t))``, far mode ``score >= threshol
 mode at that threshold; without ``threshold.json``, SpeechBrain's 0.25 with a warning.
 
 Audio (:func:`load_audio`), enrolment and test alike, must be readable, at 16 kHz (no resampling: a wrong rate is an
-error naming the rate found) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel
-files are down-mixed to mono by averaging the channels (door units often record the same signal twice).
+error naming the rate found; the HTTP service, which takes what browsers record, resamples higher rates with
+``resample=True``) and pass :class:`QualityCheck` (long enough, not silent, not clipped). Multi-channel files
+are down-mixed to mono by averaging the channels (door units often record the same signal twice).
 """
 import contextlib
 import hashlib
@@ -37,11 +38,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 
 from speechbrain_ext.access.audit import ClaimPolicy, record_claim
 from speechbrain_ext.access.store import Challenge, Event, VoiceprintError, VoiceprintStore, audio_sha256
@@ -52,7 +54,7 @@ from speechbrain_ext.io_utils import PathLike
 from speechbrain_ext.manifest import SAMPLE_RATE
 from speechbrain_ext.model_folder import model_hash
 
-Audio = Union[PathLike, torch.Tensor, np.ndarray]
+Audio = Union[PathLike, BinaryIO, torch.Tensor, np.ndarray]  # BinaryIO: an open file, e.g. an upload (its .name)
 BELOW_THRESHOLD = "below_threshold"  # the reason of a claim rejected by its score
 MAX_PROMPT_DIGITS = 32
 NONCE_BYTES = 16  # secrets.token_urlsafe(16): 128 random bits, 22 characters
@@ -80,6 +82,16 @@ class Decision(NamedTuple):
     recognised: Optional[str] = None
     llr: Optional[float] = None
 
+    @property
+    def outcome(self) -> str:
+        """The decision as the audit trail words it: ``accept``, ``reject`` (by score) or the refusal."""
+        return "accept" if self.accepted else "reject" if self.reason in (None, BELOW_THRESHOLD) else self.reason
+
+    def as_json(self, score_kind: str) -> dict:
+        """The decision as ``--json`` and the HTTP service give it: its fields, ``score_kind`` and ``decision``
+        (:attr:`outcome`, the word of its audit row)."""
+        return {**self._asdict(), "score_kind": score_kind, "decision": self.outcome}
+
 
 class ClaimError(ValueError):
     """A claim or challenge that could not be decided (unusable audio, unknown speaker, no recogniser, ...).
@@ -101,10 +113,16 @@ class DigitRecognizer(Protocol):
 
 
 def audio_hash(audio: "Audio") -> Optional[str]:
-    """SHA-256 (hex) of an audio file's bytes, or of float32 samples; None for a file that cannot be read."""
+    """SHA-256 (hex) of an audio file's bytes (a path or an open file: an upload hashes as the file it came from),
+    or of float32 samples; None for a file that cannot be read."""
     if isinstance(audio, (torch.Tensor, np.ndarray)):
         samples = torch.as_tensor(audio, dtype=torch.float32).cpu().contiguous().numpy()
         return hashlib.sha256(samples.tobytes()).hexdigest()
+    if hasattr(audio, "read"):
+        start = audio.tell()
+        digest = hashlib.sha256(audio.read()).hexdigest()
+        audio.seek(start)
+        return digest
     return audio_sha256(audio)
 
 
@@ -142,10 +160,13 @@ class QualityCheck:
         return None
 
 
-def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
-    """A checked mono 16 kHz waveform ``[T]`` from a file (any format soundfile reads) or samples ``[T]``/``[1, T]``.
+def load_audio(audio: Audio, name: str, quality: QualityCheck, resample: bool = False) -> torch.Tensor:
+    """A checked mono 16 kHz waveform ``[T]`` from a file (a path or an open binary file, any format soundfile reads)
+    or samples ``[T]``/``[1, T]``.
 
-    Raises :class:`AudioError`, one line naming the file (or, for samples, ``name``) and what is wrong with it.
+    A file at another rate is an error, unless ``resample`` is set and the rate is higher: it is then resampled to
+    16 kHz (``torchaudio.functional.resample``, windowed sinc). Raises :class:`AudioError`, one line naming the file
+    (its path, an open file's ``name``, else ``name``) and what is wrong with it.
     """
     if isinstance(audio, (torch.Tensor, np.ndarray)):
         wav = torch.as_tensor(audio, dtype=torch.float32).cpu()
@@ -154,16 +175,22 @@ def load_audio(audio: Audio, name: str, quality: QualityCheck) -> torch.Tensor:
         if wav.dim() != 1:
             raise AudioError(f"{name}: expected samples of shape [T] or [1, T], got {tuple(wav.shape)}")
     else:
-        name = str(audio)
-        if not os.path.isfile(audio):
-            raise AudioError(f"{name}: no such file")
+        if isinstance(audio, (str, os.PathLike)):
+            name = str(audio)
+            if not os.path.isfile(audio):
+                raise AudioError(f"{name}: no such file")
+        else:
+            name = str(getattr(audio, "name", name))
         try:
             data, rate = sf.read(audio, dtype="float32", always_2d=True)  # [T, channels]
         except (sf.LibsndfileError, RuntimeError, OSError) as err:
             raise AudioError(f"{name}: cannot read audio ({err})") from None
-        if rate != SAMPLE_RATE:
-            raise AudioError(f"{name}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz (resample it first)")
+        if rate < SAMPLE_RATE or (rate != SAMPLE_RATE and not resample):
+            expected = f"{SAMPLE_RATE} Hz or more" if resample else f"{SAMPLE_RATE} Hz (resample it first)"
+            raise AudioError(f"{name}: sample rate {rate} Hz, expected {expected}")
         wav = torch.from_numpy(data.mean(axis=1))
+        if rate != SAMPLE_RATE:
+            wav = torchaudio.functional.resample(wav, rate, SAMPLE_RATE)
     problem = quality.problem(wav)
     if problem is not None:
         raise AudioError(f"{name}: {problem}")
@@ -178,7 +205,7 @@ class Verifier:
     the module docstring); ``score_kind`` (``"cosine"`` or ``"asnorm"``) is the score ``threshold.json`` is for.
     ``policy`` holds the claim checks besides the score; ``recognizer`` (an object with ``transcribe(wav) -> str``)
     replaces the model folder's digit recogniser, which is otherwise loaded on first use; ``clock`` (Unix time,
-    seconds) decides when prompts expire.
+    seconds) decides when prompts expire; ``resample`` takes files above 16 kHz (see :func:`load_audio`).
 
     Example (see ``tests/test_verifier.py``)::
 
@@ -193,7 +220,7 @@ class Verifier:
     def __init__(self, model_folder: PathLike, db_path: PathLike, threshold: Optional[float] = None,
                  device: str = "cpu", quality: QualityCheck = QualityCheck(), create: bool = True,
                  policy: ClaimPolicy = ClaimPolicy(), recognizer: Optional[DigitRecognizer] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, resample: bool = False) -> None:
         with tempfile.TemporaryDirectory(prefix="sbext_verifier_") as savedir:
             self.model = load_verifier(model_folder, savedir)  # links in savedir are not needed once loaded
         self.model.mods.to(device)
@@ -206,12 +233,16 @@ class Verifier:
         calibration = self.model.calibration  # the decision of threshold.json, or far mode at a given threshold
         self.calibration = calibration if threshold is None else calibration.with_threshold(threshold)
         self.score_kind = self.scoring.kind
-        self.model_folder, self.policy, self.clock = folder, policy, clock
+        self.model_folder, self.policy, self.clock, self.resample = folder, policy, clock, resample
         self._recognizer = recognizer
 
     def embed(self, audio: Audio, name: str = "audio") -> np.ndarray:
         """Embedding of one checked utterance (see :func:`load_audio`), float32 ``[D]``."""
-        return self._embed(load_audio(audio, name, self.quality))
+        return self._embed(self._load(audio, name))
+
+    def _load(self, audio: Audio, name: str = "audio") -> torch.Tensor:
+        """:func:`load_audio` with this Verifier's quality check and resampling."""
+        return load_audio(audio, name, self.quality, self.resample)
 
     def _embed(self, wav: torch.Tensor) -> np.ndarray:
         """Embedding of a checked waveform ``[T]``, float32 ``[D]``."""
@@ -219,9 +250,14 @@ class Verifier:
             emb = self.model.encode_batch(wav.unsqueeze(0))  # [1, 1, D]
         return emb.reshape(-1).float().cpu().numpy()
 
+    @property
+    def prompts(self) -> bool:
+        """Whether this door can check prompted claims: a recogniser was given or the model folder has ``digits/``."""
+        return self._recognizer is not None or (self.model_folder / "digits").is_dir()
+
     def _check_recognizer(self) -> None:
-        """Raise :class:`ModelError` unless a recogniser was given or the model folder has ``digits/``."""
-        if self._recognizer is None and not (self.model_folder / "digits").is_dir():
+        """Raise :class:`ModelError` unless :attr:`prompts`."""
+        if not self.prompts:
             raise ModelError(f"{self.model_folder}: the model has no digit recogniser (digits/), so it cannot "
                              f"prompt; export it with recipes/export.py --digits_model")
 
@@ -245,7 +281,8 @@ class Verifier:
         """
         if isinstance(audios, (str, os.PathLike, torch.Tensor, np.ndarray)) or len(audios) == 0:
             raise ValueError("enroll needs a list of one or more utterances")
-        names = [str(a) if isinstance(a, (str, os.PathLike)) else f"audio #{i}" for i, a in enumerate(audios)]
+        names = [str(a) if isinstance(a, (str, os.PathLike)) else str(getattr(a, "name", f"audio #{i}"))
+                 for i, a in enumerate(audios)]
         embeddings = np.stack([self.embed(a, n) for a, n in zip(audios, names)])  # [N, D]
         return self.store.save(speaker_id, embeddings, names, replace, event)
 
@@ -264,7 +301,7 @@ class Verifier:
     def score(self, speaker_id: str, audio: Audio) -> Decision:
         """The score of ``audio`` against ``speaker_id``'s voiceprint and the decision by score alone: no claim
         checks, nothing logged (unknown id: :class:`VoiceprintError`)."""
-        return self._score(speaker_id, load_audio(audio, "audio", self.quality))
+        return self._score(speaker_id, self._load(audio))
 
     def _score(self, speaker_id: str, wav: torch.Tensor) -> Decision:
         voiceprint = self.store.voiceprint(speaker_id)
@@ -317,7 +354,7 @@ class Verifier:
             if nonce is None and self.policy.require_challenge:
                 raise ValueError("this door takes prompted claims only (--require-challenge): hand in a nonce "
                                  "from `speechbrain-ext challenge`")
-            wav = load_audio(audio, "audio", self.quality)
+            wav = self._load(audio)
             by_score = self._score(speaker_id, wav)
             event.recognised = None if nonce is None else self.recognizer.transcribe(wav)
             return self._settle(event, [by_score])[0]
@@ -337,7 +374,7 @@ class Verifier:
                 raise ValueError("this door takes prompted claims only (--require-challenge): identify cannot "
                                  "be prompted")
             speakers, voiceprints = self.store.voiceprints()
-            wav = load_audio(audio, "audio", self.quality)
+            wav = self._load(audio)
             scores = self._scores(speakers, voiceprints, self._embed(wav))
             best = np.argsort(-scores, kind="stable")[:top_k]
             seconds = wav.numel() / SAMPLE_RATE
