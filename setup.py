@@ -14,6 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["speechbrain_ext", "speechbrain_ext.*", "data_prep"]),
+    package_data={"speechbrain_ext.access": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=[
         "torch==2.14.1",
         "torchaudio==2.11.0",
@@ -26,11 +27,15 @@ setup(
         "tqdm",
         "matplotlib",
         "scipy>=1.12",  # scipy.optimize.isotonic_regression (minCllr)
+        "fastapi",  # speechbrain-ext serve
+        "uvicorn",
+        "python-multipart",
     ],
     extras_require={
-        "test": ["pytest"],
+        # httpx: FastAPI's TestClient; playwright drives the system chromium (never `playwright install`)
+        "test": ["pytest", "httpx", "playwright"],
         "onnx": ["onnx", "onnxruntime"],
         "hub": ["huggingface_hub"],
     },
-    entry_points={"console_scripts": ["speechbrain-ext=speechbrain_ext.__main__:main"]},
+    entry_points={"console_scripts": ["speechbrain-ext=speechbrain_ext.access.cli:main"]},
 )

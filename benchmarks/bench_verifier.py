@@ -6,7 +6,8 @@ on the weights), exported to a temporary folder by ``bench_embeddings.make_model
 with ``--model`` (copied, so the cohort written for AS-norm stays out of it). CPU.
 
 - **verify**: one 1.5 s 16 kHz file per call, everything a door unit does per claim: read and check the file,
-  embed, read the voiceprint from SQLite, score. ``--calls`` timed calls after one warm-up; median and p95.
+  embed, read the voiceprint from SQLite, score, then settle and log the claim (one write transaction: replay and
+  lockout checks, the event row). ``--calls`` timed calls after one warm-up; median and p95.
 - **identify**: 1,000 synthetic voiceprints (random unit vectors, written through ``VoiceprintStore.save``, one
   transaction each), then ``identify`` with top-5: all voiceprints read and scored in one product. Also timed:
   embedding alone, so the database + scoring share is visible.
@@ -34,9 +35,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_embeddings import make_model, timings  # noqa: E402
 from speechbrain_ext.export import write_cohort  # noqa: E402
-from speechbrain_ext.verifier import Verifier  # noqa: E402
+from speechbrain_ext.access.verifier import Verifier  # noqa: E402
+from speechbrain_ext.access.store import VoiceprintStore  # noqa: E402
 from speechbrain_ext.model_folder import model_hash  # noqa: E402
-from speechbrain_ext.voiceprints import VoiceprintStore  # noqa: E402
 
 
 def row(name: str, seconds: List[float]) -> str:
@@ -80,12 +81,12 @@ def main() -> None:
         print("|---|---:|---:|---:|")
         with Verifier(model, db) as verifier:
             print(row("embed 1.5 s file (read, check, ECAPA)", timings(lambda: verifier.embed(wav), args.calls)))
-            print(row("verify 1.5 s, cosine", timings(lambda: verifier.verify("door_user", wav), args.calls)))
+            print(row("verify 1.5 s claim (scored, checked, logged), cosine", timings(lambda: verifier.verify("door_user", wav), args.calls)))
             print(row(f"identify top-5 of {args.speakers}, cosine",
                       timings(lambda: verifier.identify(wav, 5), args.identify_calls)))
         write_cohort(model, rng.standard_normal((1000, dim)), threshold=3.0, top_n=100)
         with Verifier(model, db) as verifier:  # threshold from the cohort file
-            print(row("verify 1.5 s, AS-norm (cohort 1000, top 100)",
+            print(row("verify 1.5 s claim, AS-norm (cohort 1000, top 100)",
                       timings(lambda: verifier.verify("door_user", wav), args.calls)))
             print(row(f"identify top-5 of {args.speakers}, AS-norm",
                       timings(lambda: verifier.identify(wav, 5), args.identify_calls)))

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.common import (
-    CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
+    CORPUS_FILE, CorpusArgumentError, OneLineParser, check_tools, corpus_summary, domain_rng,
     existing_corpus, run_corpus_cli, sox_float, write_corpus_meta, write_pcm16,
 )
 from speechbrain_ext.io_utils import atomic_write
@@ -462,6 +463,30 @@ def render_utterance(job: Tuple[UtterancePlan, str, str]) -> Tuple[str, float]:
     signal = augment(trim_and_pad(run_espeak(plan, Path(espeak_path)), plan), plan)
     write_pcm16(Path(output_folder) / plan.speaker / f"{plan.name}.wav", signal)
     return f"{plan.speaker}/{plan.name}", len(signal) / SAMPLE_RATE
+
+
+def say_digits(corpus_folder: Path, speaker: str, digits: str, output_folder: Path, take: int = 1) -> Path:
+    """Render ``digits`` (e.g. ``"407213"``) in the voice of ``speaker`` of a target-domain corpus made here.
+
+    The utterance is drawn as the corpus draws its own (prosody jitter, channel, reverb, noise), as utterance
+    ``utts_per_speaker + take`` of that speaker, so it is a new recording of a known voice; only the text is
+    given. Written to ``output_folder/<speaker>/say<take>.wav``, which is returned.
+
+    Example (needs espeak-ng): ``say_digits(Path("corpus/target"), "tgt0031", "407213", Path("claims"))``.
+    """
+    meta = json.loads((Path(corpus_folder) / CORPUS_FILE).read_text())
+    arguments = meta["arguments"]
+    if arguments["domain"] != "target" or speaker not in meta["speakers"] or not digits.isdigit():
+        raise CorpusArgumentError(f"{corpus_folder}: cannot say {digits!r} as {speaker!r} (a target-domain "
+                                  f"speaker of this corpus and a digit string are needed)")
+    index = list(meta["speakers"]).index(speaker) + 1
+    voice = draw_voice(arguments["seed"], arguments["domain"], index)
+    plan = draw_utterance(voice, arguments["seed"], arguments["domain"], arguments["lang"], index,
+                          arguments["utts_per_speaker"] + take, (len(digits), len(digits)), (0.0, 0.0))
+    plan = dataclasses.replace(plan, name=f"say{take}", text=" ".join(DIGIT_WORDS[arguments["lang"]][int(d)]
+                                                                       for d in digits))
+    render_utterance((plan, str(Path(corpus_folder) / ESPEAK_DIR), str(output_folder)))
+    return Path(output_folder) / speaker / f"{plan.name}.wav"
 
 
 def validate_arguments(args: Dict) -> None:

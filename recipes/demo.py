@@ -4,7 +4,8 @@
 generate corpora -> pre-train (source speakers) -> transfer with the joint loss (target speakers) -> train the
 digit recogniser (target training speakers) -> evaluate (pre-trained and transferred, by test duration; the
 recogniser's digit error rate) -> export (with ``digits/``) -> verify two files through SpeechBrain's
-``SpeakerRecognition`` -> enrol three speakers, then a genuine, an impostor and a replayed claim at the CLI.
+``SpeakerRecognition`` -> enrol three speakers, then a genuine, an impostor and a replayed claim at the CLI, then
+three prompted claims: the prompt said, other digits said, a reused nonce.
 
 Every stage is one of the project's commands (``speechbrain_ext.pipeline``), printed before it runs, so the
 demo doubles as a worked example; the commands resume (corpora and splits already made, finished training),
@@ -58,9 +59,9 @@ def verify_with_speechbrain(model: Path, test_csv: Path) -> None:
               f"decision of threshold.json)")
 
 
-def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[str, float]) -> None:
-    """Enrol three test speakers, make a genuine, an impostor and a replayed claim through the CLI,
-    and print the audit log of it all."""
+def access_control_demo(model: Path, manifests: Path, db: Path, corpus: Path, timings: Dict[str, float]) -> None:
+    """Enrol three test speakers, make a genuine, an impostor and a replayed claim through the CLI, then the
+    prompted claims (:func:`prompted_claims`, voices from ``corpus``), and print the audit log of it all."""
     enroll = {r.spk_id: r.wav for r in read_manifest(manifests / "enroll.csv")}
     tests = {spk: wavs[0] for spk, wavs in test_files(manifests / "test.csv").items()}
     spk_a, spk_b, spk_c = sorted(enroll)[:3]
@@ -76,7 +77,44 @@ def access_control_demo(model: Path, manifests: Path, db: Path, timings: Dict[st
         record = Stage(name, cli + ["verify", "--model", model, "--db", db, spk_a, wav], ok=(0, 1)).run()
         timings[name] = record["wall_s"]
         print(f"exit status {record['exit']}: {'accepted' if record['exit'] == 0 else 'rejected'}")
+    prompted_claims(model, db, corpus, test_files(manifests / "test.csv")[spk_a][1], spk_a, timings)
     run(cli + ["log", "--db", db], timings, "audit log: enrolments and claims")
+
+
+def prompted_claims(model: Path, db: Path, corpus: Path, other_digits: str, speaker: str,
+                    timings: Dict[str, float]) -> None:
+    """Three prompted claims for ``speaker`` through the CLI: the prompt said in the speaker's voice (synthesised
+    from ``corpus``), accepted; a recording of the speaker saying other digits (``other_digits``, a test file)
+    against a fresh prompt, rejected as ``wrong_digits``; the first nonce handed in again, rejected."""
+    import subprocess
+
+    from data_prep.synth_digits import say_digits
+
+    if not (model / "digits").is_dir():
+        print(f"\n(prompted claims skipped: {model} has no digit recogniser, digits/)")
+        return
+    cli = [PY, "-m", "speechbrain_ext"]
+
+    def challenge() -> dict:
+        start = time.time()
+        issued = subprocess.run([str(a) for a in cli + ["challenge", "--model", model, "--db", db, speaker,
+                                                        "--json"]], capture_output=True, text=True, check=True)
+        timings[f"challenge {speaker}"] = timings.get(f"challenge {speaker}", 0.0) + time.time() - start
+        prompt = json.loads(issued.stdout)
+        print(f"\nprompt for {speaker}: say {prompt['digits']} (nonce {prompt['nonce']}, until {prompt['expires_at']})")
+        return prompt
+
+    first = challenge()
+    said = say_digits(corpus, speaker, first["digits"], db.parent / "prompted_claims")
+    second = challenge()
+    for claim, wav, nonce in (("prompted genuine", said, first["nonce"]),
+                              ("other digits, fresh prompt", Path(other_digits), second["nonce"]),
+                              ("reused nonce", said, first["nonce"])):
+        name = f"verify the {claim} claim to be {speaker}"
+        record = Stage(name, cli + ["verify", "--model", model, "--db", db, speaker, wav, "--challenge", nonce],
+                       ok=(0, 1)).run()
+        timings[name] = record["wall_s"]
+        print(f"exit status {record['exit']}: {'accepted' if record['exit'] == 0 else 'rejected'}")
 
 
 def cell(r: dict, metric: str, scale: float = 1, digits: int = 3) -> str:
@@ -171,7 +209,7 @@ def main() -> None:
     verify_with_speechbrain(out / "model", tra / "manifests" / "test.csv")
     timings["verify two files"] = time.time() - start
 
-    access_control_demo(out / "model", tra / "manifests", out / "voiceprints.db", timings)
+    access_control_demo(out / "model", tra / "manifests", out / "voiceprints.db", target, timings)
 
     pre_res = json.loads((out / "eval_pretrained" / "results.json").read_text())
     tra_res = json.loads((out / "eval_transfer" / "results.json").read_text())

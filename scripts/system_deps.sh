@@ -3,6 +3,7 @@
 # install when we are not root:
 #   espeak-ng, sox                         data_prep/synth_digits.py
 #   flite, asterisk prompts, gcin-voice    data_prep/recorded_voices.py (its VOICES)
+#   chromium                               the kiosk-page test (tests/test_service_process.py)
 # Programs are looked for on PATH, package data under $SYSTEM_DEPS_ROOT/usr/share
 # (SYSTEM_DEPS_ROOT is empty, i.e. /, except in the tests).
 set -euo pipefail
@@ -14,6 +15,7 @@ need_file() { [ -e "$1" ] || missing+=("$2"); }
 need_command espeak-ng
 need_command sox
 need_command flite
+need_command chromium
 need_file "$sounds/en_US_f_Allison/digits/0.wav" asterisk-core-sounds-en-wav
 need_file "$sounds/fr_CA_f_June/digits/0.wav" asterisk-core-sounds-fr-wav
 need_file "$sounds/it_IT_m_Carlo/digits/0.wav" asterisk-core-sounds-it-wav

@@ -19,7 +19,7 @@ Library modules (one job each):
 - ``export``/``inference``/``hub``: packaging a model folder, loading it for verification, publishing it.
 - ``comparison``: variants compared over seeds, paired, with speaker-bootstrap intervals.
 - ``pipeline``: the stages ``make demo`` and the ablation run (the project's commands, resumable).
-- ``voiceprints``/``verifier``/``audit``/``__main__``: the access-control store, decisions and CLI.
+- ``access``: the door (voiceprint store, verifier, claim checks, the ``speechbrain-ext`` CLI), a subpackage.
 """
 
 __version__ = "0.1.0"

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_ext.__main__ import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT
-from speechbrain_ext.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.cli import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT
+from speechbrain_ext.access.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.store import Event, VoiceprintStore, utc_iso
 from speechbrain_ext.model_folder import model_hash
-from speechbrain_ext.voiceprints import Event, VoiceprintStore, utc_iso
 from test_cli import cli
-from test_voiceprints import run_together
+from test_store import run_together
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 LIMIT = ClaimPolicy(max_failures=2, window_minutes=10)
@@ -180,9 +180,9 @@ def test_log_text_filters_and_bad_since(door, tiny_model, speaker_corpus, capsys
                speaker_corpus / "spk1" / "utt3.wav")[0] in (EXIT_ACCEPT, EXIT_REJECT)
     status, out, _ = cli(capsys, "log", "--db", door)
     lines = [line.split("\t") for line in out.splitlines()]
-    assert status == 0 and [len(fields) for fields in lines] == [9, 9, 9]
+    assert status == 0 and [len(fields) for fields in lines] == [11, 11, 11]
     assert [fields[1:3] for fields in lines] == [["enroll", "spk0"], ["enroll", "spk1"], ["verify", "spk1"]]
-    assert lines[2][5] == "0.9800" and lines[2][8] == "-" and len(lines[0][6].split()) == 2  # two files
+    assert lines[2][5] == "0.9800" and lines[2][8:] == ["-", "-", "-"] and len(lines[0][6].split()) == 2  # two files
     assert [e["command"] for e in logged(capsys, door, "--speaker", "spk1")] == ["enroll", "verify"]
     backdate(door, 60 * 24 * 400, "speaker_id = 'spk0'")
     a_year_ago = (datetime.now(timezone.utc) - timedelta(days=365)).isoformat()
@@ -246,8 +246,8 @@ def test_database_is_private_and_a_shared_one_gives_one_warning_line(door, capsy
 
 
 CLAIMANT = """
-from speechbrain_ext.audit import ClaimPolicy, record_claim
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.audit import ClaimPolicy, record_claim
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(db, model_hash="m1")
 def linger(sql):  # inside the replay check: the other claimant runs into this one
     if sql.startswith("SELECT 1 FROM events WHERE audio_sha256"):

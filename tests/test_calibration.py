@@ -126,13 +126,15 @@ def test_verifier_applies_the_folder_map(tiny_model, speaker_corpus, tmp_path):
     import soundfile as sf
 
     from speechbrain_ext.inference import load_verifier
-    from speechbrain_ext.verifier import Verifier
+    from speechbrain_ext.access.audit import ClaimPolicy
+    from speechbrain_ext.access.verifier import Verifier
 
     folder = shutil.copytree(tiny_model, tmp_path / "model")
     mods = load_verifier(folder).mods
     claims = [speaker_corpus / spk / "utt4.wav" for spk in ("spk0", "spk1", "spk2", "spk3")]
     q = [math.log(sf.info(path).frames / 16000) for path in claims]
-    with Verifier(folder, tmp_path / "vp.db") as verifier:  # threshold.json of the old format: far mode
+    again = ClaimPolicy(replay_check=False)  # the same claims are settled under each threshold.json
+    with Verifier(folder, tmp_path / "vp.db", policy=again) as verifier:  # threshold.json of the old format: far mode
         verifier.enroll("spk0", [speaker_corpus / "spk0" / f"utt{u}.wav" for u in range(3)])
         raw = [40.0 * verifier.verify("spk0", path).score + 1.5 * qi for path, qi in zip(claims, q)]
         assert all(verifier.verify("spk0", path).llr is None for path in claims)
@@ -140,7 +142,7 @@ def test_verifier_applies_the_folder_map(tiny_model, speaker_corpus, tmp_path):
     threshold = {"threshold": 0.98, "score": "cosine", "calibration": Calibration(
         "llr", 0.98, LinearLLR(40.0, b, 1.5, "duration")).block(model_fingerprint(mods), 0.01)}
     (folder / "threshold.json").write_text(json.dumps(threshold))
-    with Verifier(folder, tmp_path / "vp.db") as verifier:
+    with Verifier(folder, tmp_path / "vp.db", policy=again) as verifier:
         decisions = []
         for path, qi in zip(claims, q):
             d = verifier.verify("spk0", path)
@@ -149,6 +151,6 @@ def test_verifier_applies_the_folder_map(tiny_model, speaker_corpus, tmp_path):
             assert d.accepted == (d.score >= d.threshold)
             decisions.append(d.accepted)
         assert len(set(decisions)) == 2, decisions  # the map decides both ways here, so the test can fail
-    with Verifier(folder, tmp_path / "vp.db", threshold=-1.0) as overridden:
+    with Verifier(folder, tmp_path / "vp.db", threshold=-1.0, policy=again) as overridden:
         d = overridden.verify("spk0", speaker_corpus / "spk3" / "utt4.wav")
         assert d.accepted and d.llr is None and d.threshold == -1.0

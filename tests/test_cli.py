@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_ext.__main__ import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT, main
+from speechbrain_ext.access.cli import EXIT_ACCEPT, EXIT_ERROR, EXIT_REJECT, main
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("single_thread")

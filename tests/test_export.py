@@ -13,8 +13,8 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from speechbrain_ext.__main__ import EXIT_ERROR
-from speechbrain_ext.__main__ import main as cli_main
+from speechbrain_ext.access.cli import EXIT_ERROR
+from speechbrain_ext.access.cli import main as cli_main
 from speechbrain_ext.builder import compose, EMBEDDING_KEYS, ModelError, read_nodes
 from speechbrain_ext.model_folder import load_extractor
 from speechbrain_ext.calibration import save_cohort

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from speechbrain_ext.__main__ import main as cli
+from speechbrain_ext.access.cli import main as cli
 from speechbrain_ext.export import export_model, files_in
 from test_export import make_tiny_run, run_script
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.synth_digits import CorpusArgumentError, synthesize_corpus
+from data_prep.synth_digits import CorpusArgumentError, say_digits, synthesize_corpus
 
 SCRIPT = Path(__file__).resolve().parents[1] / "data_prep" / "synth_digits.py"
 SMALL = dict(num_speakers=6, utts_per_speaker=5, seed=7, num_workers=2)
@@ -171,3 +171,22 @@ def test_missing_tools_say_what_to_install(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "apt-get install espeak-ng sox" in result.stderr
+
+
+def test_say_digits_is_a_new_recording_of_a_known_voice(target_corpus, tmp_path):
+    names = speakers(target_corpus)
+    said = [say_digits(target_corpus, spk, "407213", tmp_path) for spk in names]
+    assert said[0] == tmp_path / names[0] / "say1.wav" and sf.info(said[0]).samplerate == 16000
+    assert said[0].read_bytes() == say_digits(target_corpus, names[0], "407213", tmp_path / "again").read_bytes()
+    assert all(said[0].read_bytes() != p.read_bytes() for p in (target_corpus / names[0]).glob("*.wav"))
+    longer = say_digits(target_corpus, names[0], "407213407", tmp_path, take=2)
+    assert sf.info(longer).duration > sf.info(said[0]).duration + 0.5  # three more digits are said
+    corpus = {k: np.mean([speech_log_mel_mean(p) for p in (target_corpus / k).glob("*.wav")], axis=0) for k in names}
+    features = np.array(list(corpus.values()) + [speech_log_mel_mean(p) for p in said])
+    scale = features.std(0)
+    distances = np.array([[np.sum(((speech_log_mel_mean(p) - corpus[k]) / scale) ** 2) for k in names] for p in said])
+    own, others = np.diag(distances), (distances.sum(1) - np.diag(distances)) / (len(names) - 1)
+    assert np.sum(own < others) >= 5  # the voice of the speaker asked for, as in the corpus test above
+    for speaker, digits in ((names[0], "4o7"), ("nobody", "407")):
+        with pytest.raises(CorpusArgumentError, match="cannot say"):
+            say_digits(target_corpus, speaker, digits, tmp_path)

@@ -1,4 +1,5 @@
-"""scripts/system_deps.sh: what `make demo`/`make test` do about the Debian packages of the built-in corpora."""
+"""scripts/system_deps.sh: what `make demo`/`make test` do about the Debian packages of the built-in corpora and the
+chromium of the kiosk-page test."""
 import re
 import subprocess
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 from data_prep.recorded_voices import VOICES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "system_deps.sh"
-COMMANDS = ["espeak-ng", "sox", "flite"]
+COMMANDS = ["espeak-ng", "sox", "flite", "chromium"]
 DATA_PACKAGES = ["asterisk-core-sounds-en-wav", "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-it-wav",
                  "asterisk-prompt-it-menardi-wav", "asterisk-core-sounds-ru-wav", "asterisk-prompt-fr-armelle",
                  "asterisk-prompt-es-co", "gcin-voice"]
@@ -63,6 +64,7 @@ def test_as_root_installs_the_missing_ones_with_apt_get(tmp_path):
     fake_tool(bin_dir, "id", "0")
     fake_tool(bin_dir, "espeak-ng")
     fake_tool(bin_dir, "flite")
+    fake_tool(bin_dir, "chromium")
     install_fake_data(data_root)
     (data_root / checked_files()["gcin-voice"].lstrip("/")).unlink()
     log = tmp_path / "apt.log"

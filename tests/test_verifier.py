@@ -25,8 +25,9 @@ import torch
 from speechbrain_ext.audio import AudioError
 from speechbrain_ext.scoring import as_norm, cosine_scores
 from speechbrain_ext.export import write_cohort
-from speechbrain_ext.verifier import Decision, QualityCheck, Verifier, load_audio
-from speechbrain_ext.voiceprints import VoiceprintError
+from speechbrain_ext.access.audit import ClaimPolicy
+from speechbrain_ext.access.verifier import ClaimError, Decision, QualityCheck, Verifier, load_audio
+from speechbrain_ext.access.store import VoiceprintError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SPEAKERS = [f"spk{s}" for s in range(6)]
@@ -39,9 +40,9 @@ def utt(corpus, spk, u):
 
 @pytest.fixture(scope="module")
 def enrolled(tiny_model, speaker_corpus, tmp_path_factory):
-    """A Verifier with spk0..spk5 enrolled from utt0-2 each."""
+    """A Verifier with spk0..spk5 enrolled from utt0-2 each; files are claimed again and again, so no replay check."""
     db = tmp_path_factory.mktemp("verifier") / "vp.db"
-    verifier = Verifier(tiny_model, db)
+    verifier = Verifier(tiny_model, db, policy=ClaimPolicy(replay_check=False))
     for spk in SPEAKERS:
         assert verifier.enroll(spk, [utt(speaker_corpus, spk, u) for u in ENROL]) == 3
     yield verifier
@@ -88,10 +89,10 @@ def test_decisions_follow_threshold(enrolled, tiny_model, speaker_corpus):
     for ranked in enrolled.identify(probe, top_k=6):
         assert ranked.accepted == (ranked.score >= 0.98)
     with Verifier(tiny_model, enrolled.store.path, threshold=decision.score) as at_score:
-        assert at_score.verify("spk1", probe).accepted  # score == threshold: accept
+        assert at_score.score("spk1", probe).accepted  # score == threshold: accept
     above = float(np.nextafter(decision.score, 2.0))
     with Verifier(tiny_model, enrolled.store.path, threshold=above) as strict:
-        assert not strict.verify("spk1", probe).accepted
+        assert not strict.score("spk1", probe).accepted
 
 
 def test_as_norm_with_cohort(enrolled, tiny_model, speaker_corpus, tmp_path):
@@ -101,7 +102,7 @@ def test_as_norm_with_cohort(enrolled, tiny_model, speaker_corpus, tmp_path):
     probe = utt(speaker_corpus, "spk3", 3)
     with Verifier(moved, enrolled.store.path) as normed:
         assert normed.score_kind == "asnorm" and normed.calibration.threshold == 1.5
-        decision = normed.verify("spk3", probe)
+        decision = normed.score("spk3", probe)
         test_emb = normed.embed(probe)
     trial = [("spk3", "t")]
     enroll, test = {"spk3": enrolled.store.voiceprint("spk3")}, {"t": test_emb}
@@ -121,15 +122,20 @@ def test_other_model_refused(enrolled, tiny_model, tmp_path):
 
 def test_bad_claims(enrolled, tiny_model, speaker_corpus, tmp_path):
     probe = utt(speaker_corpus, "spk0", 3)
-    with pytest.raises(VoiceprintError, match="unknown speaker id 'nobody'"):
+    with pytest.raises(ClaimError, match="unknown speaker id 'nobody'") as failed:
         enrolled.verify("nobody", probe)
+    assert isinstance(failed.value.__cause__, VoiceprintError)
+    logged = enrolled.store.events()[-1]  # a claim that could not be decided is logged, with its event id
+    assert (logged.id, logged.command, logged.speaker_id, logged.decision) == (
+        failed.value.event_id, "verify", "nobody", "error") and "unknown speaker id 'nobody'" in logged.error
     with pytest.raises(VoiceprintError, match="no such voiceprint database"):
         Verifier(tiny_model, tmp_path / "absent.db", create=False)
     with Verifier(tiny_model, tmp_path / "empty.db") as empty:
-        with pytest.raises(VoiceprintError, match="no speakers are enrolled"):
+        with pytest.raises(ClaimError, match="no speakers are enrolled"):
             empty.verify("spk0", probe)
-        with pytest.raises(VoiceprintError, match="no speakers are enrolled"):
+        with pytest.raises(ClaimError, match="no speakers are enrolled"):
             empty.identify(probe)
+    assert not (tmp_path / "empty.db").exists()  # a failed claim creates no database
     with pytest.raises(FileNotFoundError, match="no such folder"):
         Verifier(tmp_path / "no_model", tmp_path / "x.db")
 
@@ -170,9 +176,10 @@ def test_tensor_input_stereo_downmix_and_short_claim(enrolled, speaker_corpus, t
     from_file = enrolled.embed(utt(speaker_corpus, "spk1", 3))
     assert np.allclose(enrolled.embed(tmp_path / "stereo.wav"), from_file, atol=1e-5)
     assert np.allclose(enrolled.embed(torch.from_numpy(mono)), from_file, atol=1e-5)
-    with pytest.raises(AudioError, match="audio: too short"):
+    with pytest.raises(ClaimError, match="audio: too short") as failed:
         enrolled.verify("spk1", torch.from_numpy(mono[:4000]))
-    with pytest.raises(AudioError, match="too short"):
+    assert isinstance(failed.value.__cause__, AudioError)
+    with pytest.raises(ClaimError, match="too short"):
         enrolled.verify("spk1", bad_audio["short"][0])
     assert QualityCheck(min_duration=0.3).problem(torch.from_numpy(mono[:6400])) is None
     with pytest.raises(AudioError, match=r"shape \[T\] or \[1, T\]"):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechbrain_ext import voiceprints
+from speechbrain_ext.access.store import (_SCHEMA, _UPGRADES, APPLICATION_ID, SCHEMA_VERSION, Challenge, Event,
+                                         VoiceprintError, VoiceprintStore)
 from speechbrain_ext.model_folder import model_hash
-from speechbrain_ext.voiceprints import APPLICATION_ID, SCHEMA_VERSION, Event, VoiceprintError, VoiceprintStore
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(3)
@@ -37,7 +37,7 @@ def store(tmp_path):
 def test_schema_markers_and_wal(store):
     db = store.connection
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
     assert {"meta", "speakers", "embeddings", "events"} <= {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
@@ -116,9 +116,9 @@ def test_files_that_are_not_ours(tmp_path):
     future = tmp_path / "future.db"
     with sqlite3.connect(future) as db:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        db.execute("PRAGMA user_version = 3")
+        db.execute("PRAGMA user_version = 4")
         db.execute("CREATE TABLE meta (key TEXT)")
-    with pytest.raises(VoiceprintError, match="schema version 3, this code reads versions 1 to 2"):
+    with pytest.raises(VoiceprintError, match="schema version 4, this code reads versions 1 to 3"):
         VoiceprintStore(future)
 
 
@@ -152,7 +152,7 @@ def test_exception_mid_transaction_rolls_back(store, monkeypatch):
 CRASH_SCRIPT = """
 import sys, time
 import numpy as np
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(sys.argv[1], model_hash="m1")
 inserted = []
 def trace(sql):
@@ -206,7 +206,7 @@ def test_new_database_files_are_private(tmp_path, umask):
 
 
 def test_database_open_to_others_warns_once_and_still_works(store, caplog):
-    with caplog.at_level(logging.WARNING, logger="speechbrain_ext.voiceprints"):
+    with caplog.at_level(logging.WARNING, logger="speechbrain_ext.access.store"):
         VoiceprintStore(store.path).close()
         assert caplog.records == []  # private: no warning
         os.chmod(store.path, 0o644)
@@ -260,7 +260,7 @@ def test_removal_and_re_enrolment_erase_the_old_bytes(tmp_path):
 def make_schema_1_database(path: Path) -> Path:
     """A database as schema version 1 wrote it (no events table), with alice enrolled, model hash m1."""
     with sqlite3.connect(path) as db:
-        db.executescript(voiceprints._SCHEMA)
+        db.executescript(_SCHEMA)
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute("PRAGMA user_version = 1")
         db.executemany("INSERT INTO meta VALUES (?, ?)", [("model_hash", "m1"), ("model_name", "one")])
@@ -269,31 +269,77 @@ def make_schema_1_database(path: Path) -> Path:
     return path
 
 
+def make_schema_2_database(path: Path) -> Path:
+    """A database as schema version 2 wrote it (events, no challenges): alice enrolled, one verify event."""
+    make_schema_1_database(path)
+    with sqlite3.connect(path) as db:
+        db.executescript(_UPGRADES[1])
+        db.execute("PRAGMA user_version = 2")
+        db.execute("INSERT INTO events (time, command, speaker_id, score, threshold, decision, model_hash) "
+                   "VALUES ('2024-05-01T08:00:00Z', 'verify', 'alice', 0.7, 0.5, 'accept', 'm1')")
+    return path
+
+
 def schema_state(path: Path) -> tuple:
+    """(user_version, has events, has challenges, the events' columns)."""
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return db.execute("PRAGMA user_version").fetchone()[0], "events" in tables
+        columns = [r[1] for r in db.execute("PRAGMA table_info(events)")]
+        return db.execute("PRAGMA user_version").fetchone()[0], "events" in tables, "challenges" in tables, columns
 
 
 def test_schema_1_is_upgraded_in_one_transaction(tmp_path, monkeypatch):
     path = make_schema_1_database(tmp_path / "v1.db")
-    monkeypatch.setitem(voiceprints._UPGRADES, 1, voiceprints._UPGRADES[1] + "; CREATE TABLE events (x)")
+    monkeypatch.setitem(_UPGRADES, 1, _UPGRADES[1] + "; CREATE TABLE events (x)")
     with pytest.raises(VoiceprintError, match=r"cannot write the voiceprint database \(table events already exists"):
         VoiceprintStore(path, model_hash="m1")  # the last statement of the upgrade fails ...
-    assert schema_state(path) == (1, False)  # ... and none of it is kept
+    assert schema_state(path)[:3] == (1, False, False)  # ... and none of it is kept
     monkeypatch.undo()
     with VoiceprintStore(path, model_hash="m1") as upgraded:
-        assert schema_state(path) == (2, True)
+        assert schema_state(path)[:3] == (3, True, True)
         assert np.array_equal(upgraded.voiceprint("alice"), np.ones(4)) and upgraded.events() == []
         upgraded.log_event(Event("remove", "bob", "error", error="unknown speaker id 'bob'"))
         assert [(e.command, e.model_hash) for e in upgraded.events()] == [("remove", "m1")]
+
+
+def test_schema_2_gains_challenges_in_one_transaction(tmp_path, monkeypatch):
+    path = make_schema_2_database(tmp_path / "v2.db")
+    before = schema_state(path)
+    assert before[:3] == (2, True, False) and "prompt" not in before[3]
+    monkeypatch.setitem(_UPGRADES, 2, _UPGRADES[2] + "; CREATE TABLE speakers (x)")
+    with pytest.raises(VoiceprintError, match=r"table speakers already exists"):
+        VoiceprintStore(path, model_hash="m1")  # the last statement of the upgrade fails ...
+    assert schema_state(path) == before  # ... and neither the table nor the new columns are kept
+    monkeypatch.undo()
+    with VoiceprintStore(path, model_hash="m1") as upgraded:
+        version, _, challenges, columns = schema_state(path)
+        assert (version, challenges) == (3, True) and columns[-3:] == ["prompt", "recognised", "nonce"]
+        old = upgraded.events()  # the old event is kept, with the new fields empty
+        assert [(e.command, e.decision, e.score, e.prompt, e.nonce, e.id) for e in old] == [
+            ("verify", "accept", 0.7, None, None, 1)]
+        issued = Challenge("n1", "alice", "123456", 100.0)
+        upgraded.add_challenge(issued, 40.0, Event("challenge", "alice", "issued", prompt="123456", nonce="n1"))
+        assert upgraded.challenge("n1") == (issued, None) and upgraded.challenge("n2") == (None, None)
+        assert [(e.command, e.prompt, e.nonce, e.id) for e in upgraded.events()][1:] == [
+            ("challenge", "123456", "n1", 2)]
+
+
+def test_challenges_are_erased_with_their_speaker(store):
+    store.add_challenge(Challenge("n1", "alice", "123456", 100.0), 40.0, Event("challenge", "alice", "issued"))
+    with pytest.raises(VoiceprintError, match="unknown speaker id 'carol'"):
+        store.add_challenge(Challenge("n2", "carol", "1", 100.0), 40.0, Event("challenge", "carol", "issued"))
+    store.spend_challenge("n1", 50.0)
+    store.spend_challenge("n1", 60.0)  # spending is once: the first time stays
+    assert store.challenge("n1") == (Challenge("n1", "alice", "123456", 100.0), 50.0)
+    store.remove("alice")
+    assert store.challenge("n1") == (None, None)
 
 
 def test_read_only_schema_1_is_refused(tmp_path):
     path = make_schema_1_database(tmp_path / "v1.db")
     os.chmod(path, 0o444)
     before = path.read_bytes()
-    with pytest.raises(VoiceprintError, match=r"v1.db: voiceprint schema version 1 needs an upgrade to version 2, "
+    with pytest.raises(VoiceprintError, match=r"v1.db: voiceprint schema version 1 needs an upgrade to version 3, "
                                               r"but the voiceprint database is read-only \(file permissions 0o444\)$"):
         VoiceprintStore(path)
     assert path.read_bytes() == before
@@ -326,7 +372,7 @@ def run_together(body: str, db: Path, folder: Path, names=("w1", "w2")) -> list:
 
 WRITER = """
 import numpy as np
-from speechbrain_ext.voiceprints import Event, VoiceprintStore
+from speechbrain_ext.access.store import Event, VoiceprintStore
 store = VoiceprintStore(db, model_hash="m1")
 def linger(sql):  # between the read and the writes of an enrolment: the other writer runs into this one
     if sql.startswith("INSERT OR IGNORE INTO speakers"):

@@ -2,7 +2,8 @@
 
 Schema: ``_SCHEMA`` (version 1: ``meta`` holds model_hash, model_name and created_at; ``speakers`` a voiceprint,
 float32 [D], per speaker; ``embeddings`` the utterance embeddings, float32 [D], L2-normalised), then ``_UPGRADES``
-(version 2: ``events``, the audit trail, see :class:`Event`). ``PRAGMA application_id`` = :data:`APPLICATION_ID` and
+(version 2: ``events``, the audit trail, see :class:`Event`; version 3: ``challenges``, the one-time prompts, see
+:class:`Challenge`, and the events' ``prompt``, ``recognised`` and ``nonce``). ``PRAGMA application_id`` = :data:`APPLICATION_ID` and
 ``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, so a database that is not ours is recognised before it is touched.
 
 The voiceprint of a speaker is the mean of its L2-normalised utterance embeddings::
@@ -15,8 +16,8 @@ always matches them.
 Safety:
 
 - **One model per database.** The database records the hash of the model that made its embeddings
-  (``model_folder.model_hash``); opening it with another model raises :class:`VoiceprintError`, so voiceprints of different
-  models are never compared.
+  (``model_folder.model_hash``); opening it with another model raises :class:`VoiceprintError`, so voiceprints of
+  different models are never compared.
 - **Private files.** The database is created with mode 0600 (less the umask), and SQLite gives its ``-wal`` and
   ``-shm`` the database's mode. Opening a database that other users can access logs one warning.
 - **Nothing half-made.** A new database is created by its first write, in that write's transaction: a store opened
@@ -29,8 +30,8 @@ Safety:
 - **Atomic writes**: each write runs in one ``BEGIN IMMEDIATE`` transaction, so a process killed mid-enrolment
   leaves the old voiceprint or the new one, never a mixture, and committed events are never lost. Two writers
   queue (for up to :data:`BUSY_TIMEOUT_S`) instead of failing.
-- **Upgrades**: a database of schema version 1 (no ``events``) is upgraded in one transaction when opened, or
-  refused if the file is read-only.
+- **Upgrades**: a database of an older schema (1: no ``events``; 2: no ``challenges``) is upgraded in one
+  transaction when opened, or refused if the file is read-only.
 - A file whose permissions grant no write access is refused for writing, even to root.
 """
 import contextlib
@@ -48,7 +49,7 @@ from speechbrain_ext import scoring
 from speechbrain_ext.io_utils import PathLike, file_digest
 
 APPLICATION_ID = 0x53425650  # "SBVP": speechbrain_ext voiceprint store
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's transaction
 FILE_MODE = 0o600  # database, -wal and -shm: owner only
 logger = logging.getLogger(__name__)
@@ -67,13 +68,25 @@ CREATE TABLE events (id INTEGER PRIMARY KEY, time TEXT NOT NULL, command TEXT NO
                      threshold REAL, decision TEXT NOT NULL, error TEXT, audio_sha256 TEXT, model_hash TEXT NOT NULL);
 CREATE INDEX events_speaker ON events(speaker_id, time);
 CREATE INDEX events_audio ON events(audio_sha256);
+""", 2: """
+CREATE TABLE challenges (nonce TEXT PRIMARY KEY, speaker_id TEXT NOT NULL REFERENCES speakers(speaker_id)
+                         ON DELETE CASCADE, digits TEXT NOT NULL, issued_at REAL NOT NULL, expires_at REAL NOT NULL,
+                         used_at REAL);
+CREATE INDEX challenges_speaker ON challenges(speaker_id);
+ALTER TABLE events ADD COLUMN prompt TEXT;
+ALTER TABLE events ADD COLUMN recognised TEXT;
+ALTER TABLE events ADD COLUMN nonce TEXT;
 """}
-_TABLES = {"meta", "speakers", "embeddings", "events"}
+_TABLES = {"meta", "speakers", "embeddings", "events", "challenges"}
 _warned_paths: Set[str] = set()  # databases already reported as open to other users
 
 
 class VoiceprintError(ValueError):
     """A problem with the voiceprint database or a request to it; the message is one line."""
+
+
+class UnknownSpeaker(VoiceprintError):
+    """A request for a speaker id that is not enrolled (or for any speaker while none is)."""
 
 
 class SpeakerInfo(NamedTuple):
@@ -85,23 +98,40 @@ class SpeakerInfo(NamedTuple):
     updated_at: str
 
 
+class Challenge(NamedTuple):
+    """A one-time prompt (table ``challenges``): ``speaker_id`` must say ``digits`` before ``expires_at``.
+
+    ``nonce`` names it (URL-safe text); ``expires_at`` is a Unix time, seconds.
+    """
+
+    nonce: str
+    speaker_id: str
+    digits: str
+    expires_at: float
+
+
 @dataclasses.dataclass
 class Event:
     """One row of the audit trail (table ``events``). No audio is stored, only its SHA-256.
 
-    ``time`` (UTC, :func:`utc_iso`) and ``model_hash`` (the database's) are filled in by
+    ``time`` (UTC, :func:`utc_iso`), ``model_hash`` (the database's) and ``id`` (the row's) are filled in by
     :meth:`VoiceprintStore.log_event`.
     """
 
-    command: str  # enroll, verify, identify or remove
-    speaker_id: Optional[str] = None  # the claimed, enrolled or removed id; for identify, the best match
-    decision: str = ""  # claims: accept, reject, replay or locked; enrolled, removed; error for any failed command
+    command: str  # enroll, verify, identify, remove or challenge
+    speaker_id: Optional[str] = None  # the claimed, enrolled, removed or prompted id; for identify, the best match
+    decision: str = ""  # claims: accept, reject or a refusal (speechbrain_ext.access.audit.REFUSALS); enrolled,
+    #                     removed, issued (challenge); error for any failed command
     score: Optional[float] = None  # the claim's score
     threshold: Optional[float] = None  # ... and the threshold it was held to
     error: Optional[str] = None  # the one-line error message when decision is error
     audio_sha256: Optional[str] = None  # hex; for enroll, one per file, space-separated, "-" for an unreadable file
     time: str = ""
     model_hash: str = ""
+    prompt: Optional[str] = None  # the digits of the challenge (issued, or of a prompted claim's own nonce)
+    recognised: Optional[str] = None  # the digits the recogniser heard in a prompted claim
+    nonce: Optional[str] = None  # the challenge issued, or handed in with a claim
+    id: Optional[int] = None  # the row id
 
 
 _EVENT_COLUMNS = ", ".join(field.name for field in dataclasses.fields(Event))
@@ -142,11 +172,11 @@ def _normalise(embeddings: np.ndarray) -> np.ndarray:
 class VoiceprintStore:
     """Speakers, their utterance embeddings and voiceprints, and the audit trail, in one SQLite file.
 
-    ``model_hash`` (:func:`model_hash` of the model the caller embeds with) is required to create a database (it
-    is recorded) and to save embeddings; when given, a database made with another model is refused (the message
-    names ``model_name``, e.g. the model folder); None (listing, removal) skips the check. With ``create``, the
-    first write creates the database if the file does not exist (or is an SQLite file without any schema) and until
-    then the store reads as empty; otherwise a missing file is an error.
+    ``model_hash`` (``model_folder.model_hash`` of the model the caller embeds with) is required to create a
+    database (it is recorded) and to save embeddings; when given, a database made with another model is refused
+    (the message names ``model_name``, e.g. the model folder); None (listing, removal) skips the check. With
+    ``create``, the first write creates the database if the file does not exist (or is an SQLite file without any
+    schema) and until then the store reads as empty; otherwise a missing file is an error.
 
     Example
     -------
@@ -391,22 +421,43 @@ class VoiceprintStore:
             if event is not None:
                 self.log_event(event)
 
-    def log_event(self, event: Event) -> None:
-        """Append ``event`` to the audit trail, filling in its time and model hash (in its own transaction if none
-        is open)."""
+    def log_event(self, event: Event) -> int:
+        """Append ``event`` to the audit trail, filling in its time, model hash and id (in its own transaction if
+        none is open); returns the id."""
         with self.transaction() as db:
             event.time, event.model_hash = _now(), self.meta["model_hash"]
-            db.execute(_INSERT_EVENT, dataclasses.astuple(event))
+            event.id = db.execute(_INSERT_EVENT, dataclasses.astuple(event)).lastrowid
+        return event.id
+
+    def add_challenge(self, challenge: Challenge, issued_at: float, event: Event) -> None:
+        """Store a new challenge of an enrolled speaker, logging ``event`` in the same transaction."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM speakers WHERE speaker_id = ?", (challenge.speaker_id,)).fetchone() is None:
+                raise self._unknown(challenge.speaker_id)
+            db.execute("INSERT INTO challenges VALUES (?, ?, ?, ?, ?, NULL)",
+                       (challenge.nonce, challenge.speaker_id, challenge.digits, issued_at, challenge.expires_at))
+            self.log_event(event)
+
+    def challenge(self, nonce: str) -> Tuple[Optional[Challenge], Optional[float]]:
+        """The challenge named ``nonce`` and when it was used (None: not yet); ``(None, None)`` if there is none."""
+        rows = self._rows("SELECT nonce, speaker_id, digits, expires_at, used_at FROM challenges WHERE nonce = ?",
+                          (nonce,))
+        return (Challenge(*rows[0][:4]), rows[0][4]) if rows else (None, None)
+
+    def spend_challenge(self, nonce: str, when: float) -> None:
+        """Mark a challenge used at Unix time ``when`` (inside the claim's transaction)."""
+        with self.transaction() as db:
+            db.execute("UPDATE challenges SET used_at = ? WHERE nonce = ? AND used_at IS NULL", (when, nonce))
 
     # ------------------------------------------------------------ reading
     def _rows(self, sql: str, params: Sequence[object] = ()) -> List[tuple]:
         """All rows of a query; none while the database does not exist yet."""
         return [] if self.connection is None else self.connection.execute(sql, params).fetchall()
 
-    def _unknown(self, speaker_id: Optional[str]) -> VoiceprintError:
+    def _unknown(self, speaker_id: Optional[str]) -> UnknownSpeaker:
         if self.count() == 0:
-            return VoiceprintError(f"{self.path}: no speakers are enrolled")
-        return VoiceprintError(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
+            return UnknownSpeaker(f"{self.path}: no speakers are enrolled")
+        return UnknownSpeaker(f"unknown speaker id {speaker_id!r} (not enrolled in {self.path})")
 
     def _matrix(self, sql: str, speaker_id: Optional[str] = None) -> Tuple[List[str], np.ndarray]:
         """Keys and float32 blobs of a ``SELECT key, blob`` query (of ``speaker_id``), the blobs as rows ``[N, D]``."""
