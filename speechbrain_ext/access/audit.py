@@ -93,20 +93,6 @@ def _replayed(db: sqlite3.Connection, speaker_id: str, audio_sha256: str) -> boo
     return claimed is not None or enrolled is not None
 
 
-def digit_errors(reference: str, hypothesis: str) -> int:
-    """Edit distance (insertions + deletions + substitutions) between two digit strings, by SpeechBrain's
-    ``edit_distance``.
-
-    Example
-    -------
-    >>> digit_errors("123456", "123456"), digit_errors("123456", "12356"), digit_errors("123456", "923457")
-    (0, 1, 2)
-    """
-    from speechbrain.utils.edit_distance import count_ops, op_table
-
-    return sum(count_ops(op_table(list(reference), list(hypothesis))).values())
-
-
 def _spend_challenge(store: VoiceprintStore, event: Event, now: float) -> Optional[str]:
     """Check the nonce of a prompted claim and spend it if it is good (inside the transaction); returns its
     refusal (:data:`CHALLENGE_REFUSALS`) or None, and sets ``event.prompt`` to the digits of a nonce of the
@@ -131,6 +117,8 @@ def record_claim(store: VoiceprintStore, event: Event, policy: ClaimPolicy, now:
     a prompted claim also carries its ``nonce`` and the ``recognised`` digits (the prompt is filled in here).
     ``now`` (Unix time, default the current one) decides expiry.
     """
+    from speechbrain_ext.digits import digit_errors  # torch and SpeechBrain: only for a claim, not for `log`
+
     now = time.time() if now is None else now
     with store.transaction() as db:
         locked = policy.locked(db, event.speaker_id)  # checked before the nonce, which is spent nonetheless
