@@ -302,7 +302,7 @@ def test_internal_error_is_500_with_event_id_and_the_traceback_stays_in_the_log(
     config = ServiceConfig(str(tiny_model), str(tmp_path / "vp.db"))
     svc = Service(config, Door(config, BrokenVerifier))
     svc.post("/v1/enroll", "admin", data={"speaker": "spk0"}, files=[("audio", upload(utt(speaker_corpus, "spk0", 0)))])
-    with caplog.at_level("ERROR", logger="speechbrain_ext.service"):
+    with caplog.at_level("ERROR", logger="speechbrain_ext.access.service"):
         response = svc.verify("spk0", upload(utt(speaker_corpus, "spk0", 1)))
     body = response.json()
     assert response.status_code == 500 and "weights on fire" not in response.text and "Traceback" not in response.text
