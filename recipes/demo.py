@@ -164,12 +164,12 @@ def main() -> None:
     parser.add_argument("--target_speakers", type=int, default=72,
                         help="split 35 %% test, 30 %% dev (>= 20 dev speakers for the threshold), the rest "
                              "training (every pair a trial)")
-    parser.add_argument("--target_utts", type=int, default=30,
-                        help="30: >= 5,000 trials at 1 s, 2 s and full length (few strings reach 3 s)")
+    parser.add_argument("--target_utts", type=int, default=20,
+                        help="20: >= 5,000 trials at 1 s and full length (few strings reach 3 s)")
     parser.add_argument("--pretrain_epochs", type=int, default=4)
-    parser.add_argument("--transfer_epochs", type=int, default=5,
+    parser.add_argument("--transfer_epochs", type=int, default=4,
                         help="fewer than the yaml's 20, to keep the demo short")
-    parser.add_argument("--digits_epochs", type=int, default=15, help="digit recogniser epochs (about a minute)")
+    parser.add_argument("--digits_epochs", type=int, default=10, help="digit recogniser epochs (about a minute)")
     parser.add_argument("--seed", type=int, default=1986)
     args = parser.parse_args()
     if min(args.source_speakers, args.target_speakers) < 8 or min(args.source_utts, args.target_utts) < 6:
@@ -187,15 +187,15 @@ def main() -> None:
     run(train_command("hparams/pretrain_demo.yaml", {"seed": args.seed, "data_folder": source, "output_folder": pre,
                                                      "number_of_epochs": args.pretrain_epochs}),
         timings, "pre-train ECAPA-TDNN (source)")
-    run(train_command("hparams/transfer_demo.yaml", {"seed": args.seed, "data_folder": target, "output_folder": tra,
-                                                      "pretrained_path": pre / "save", "test_ratio": 0.35,
-                                                      "dev_ratio": 0.3, "number_of_epochs": args.transfer_epochs}),
+    split = {"seed": args.seed, "data_folder": target, "test_ratio": 0.35, "dev_ratio": 0.3}
+    run(train_command("hparams/transfer_demo.yaml", {**split, "output_folder": tra, "pretrained_path": pre / "save",
+                                                      "number_of_epochs": args.transfer_epochs}),
         timings, "transfer with the joint loss (target)")
-    # the transfer run's split (the same test and dev speakers held out) and augmentation sources
+    # the transfer run's split (same seed and ratios: the same test and dev speakers held out), one example per
+    # string, and its augmentation sources
     run(train_command("hparams/digits_ctc_demo.yaml", {
-        "seed": args.seed, "data_folder": target, "output_folder": digits, "prep_folder": tra / "manifests",
-        "skip_prep": True, "noise_csv": tra / "augment" / "noise.csv", "rir_csv": tra / "augment" / "rir.csv",
-        "number_of_epochs": args.digits_epochs}),
+        **split, "output_folder": digits, "noise_csv": tra / "augment" / "noise.csv",
+        "rir_csv": tra / "augment" / "rir.csv", "number_of_epochs": args.digits_epochs}),
         timings, "train the digit recogniser (CTC, target training speakers)")
     for model, name, what, extra in (
             (pre, "eval_pretrained", "the pre-trained model on the target test speakers", {}),
